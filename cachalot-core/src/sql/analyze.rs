@@ -1,0 +1,673 @@
+//! The analysis itself: one walk over the parsed statement with sqlparser's visitor.
+//!
+//! Reads are every relation the walk meets, minus CTE names in scope and table functions.
+//! Writes are the targets of each DML statement met at any depth (writable CTEs included),
+//! and for schema changes every table the statement names. Whatever cannot be attributed to
+//! tables invalidates everything.
+
+use std::collections::{BTreeSet, HashSet};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    AlterTableOperation, CopySource, Delete, Expr, FromTable, FunctionArguments, InTarget,
+    ObjectName, ObjectType, Query, RenameTableNameKind, Select, Set, SetExpr, Statement,
+    TableFactor, TableObject, TableWithJoins, TransactionIsolationLevel, TransactionMode, Value,
+    ValueWithSpan, Visit, Visitor,
+};
+use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use super::functions::{self, Verdict};
+use super::names;
+use super::{
+    Analysis, AnalyzerConfig, Dialect, IsolationLevel, NotCacheable, StatementKind, Table,
+    TransactionControl,
+};
+
+const DEFAULT_RECURSION_LIMIT: usize = 64;
+/// A parse error quotes the SQL it failed on; keep the reason short whatever the input size.
+const MAX_ERROR_CHARS: usize = 200;
+/// Views may be declared on top of views; a cycle in the user's map must not loop.
+const MAX_VIEW_DEPTH: usize = 16;
+
+pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> Analysis {
+    let limit = match config.recursion_limit {
+        0 => DEFAULT_RECURSION_LIMIT,
+        n => n,
+    };
+    let parsed = match dialect {
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, sql),
+        Dialect::MySql => parse(&MySqlDialect {}, limit, sql),
+        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, sql),
+    };
+    let statements = match parsed {
+        Ok(statements) => statements,
+        Err(message) => return Analysis::unparsed(message),
+    };
+    let mut analyses = statements
+        .iter()
+        .map(|statement| analyze_statement(dialect, config, statement));
+    match (analyses.next(), statements.len()) {
+        (None, _) => Analysis {
+            kind: StatementKind::Utility,
+            reads: Vec::new(),
+            writes: Vec::new(),
+            writes_all: false,
+            creates_temporary: Vec::new(),
+            not_cacheable: Some(NotCacheable::NotAQuery),
+        },
+        (Some(only), 1) => only,
+        (Some(first), _) => analyses.fold(multiple(first), |mut acc, next| {
+            acc.reads.extend(next.reads);
+            acc.writes.extend(next.writes);
+            acc.creates_temporary.extend(next.creates_temporary);
+            acc.reads.sort();
+            acc.reads.dedup();
+            acc.writes.sort();
+            acc.writes.dedup();
+            acc
+        }),
+    }
+}
+
+/// Several statements in one string are never cached and never provably read-only: the
+/// adapter cannot follow transaction control or side effects between them.
+fn multiple(first: Analysis) -> Analysis {
+    Analysis {
+        kind: StatementKind::Multiple,
+        writes_all: true,
+        not_cacheable: Some(NotCacheable::MultipleStatements),
+        ..first
+    }
+}
+
+fn parse(
+    dialect: &dyn sqlparser::dialect::Dialect,
+    limit: usize,
+    sql: &str,
+) -> Result<Vec<Statement>, String> {
+    Parser::new(dialect)
+        .with_recursion_limit(limit)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| {
+            let message = e.to_string();
+            match message.char_indices().nth(MAX_ERROR_CHARS) {
+                Some((cut, _)) => format!("{}...", &message[..cut]),
+                None => message,
+            }
+        })
+}
+
+fn analyze_statement(dialect: Dialect, config: &AnalyzerConfig, statement: &Statement) -> Analysis {
+    if let Statement::Explain {
+        analyze, statement, ..
+    } = statement
+    {
+        // EXPLAIN ANALYZE runs the statement; plain EXPLAIN only plans it.
+        let inner = analyze_statement(dialect, config, statement);
+        let (writes, writes_all) = if *analyze {
+            (inner.writes, inner.writes_all)
+        } else {
+            (Vec::new(), false)
+        };
+        return Analysis {
+            kind: StatementKind::Utility,
+            reads: inner.reads,
+            writes,
+            writes_all,
+            creates_temporary: Vec::new(),
+            not_cacheable: Some(NotCacheable::Explain),
+        };
+    }
+
+    let mut walk = Walk::new(dialect, config);
+    let _ = statement.visit(&mut walk);
+    let kind = walk.top_level(statement);
+
+    let not_cacheable = match kind {
+        StatementKind::Query if walk.nested_write => Some(NotCacheable::Write),
+        StatementKind::Query => walk.reason.take(),
+        StatementKind::Insert
+        | StatementKind::Update
+        | StatementKind::Delete
+        | StatementKind::Merge
+        | StatementKind::Truncate
+        | StatementKind::Copy
+        | StatementKind::Ddl
+        | StatementKind::Procedure => Some(NotCacheable::Write),
+        _ => Some(NotCacheable::NotAQuery),
+    };
+    if kind == StatementKind::Ddl && walk.writes.is_empty() && !walk.harmless_ddl {
+        walk.writes_all = true;
+    }
+    let writes: Vec<Table> = walk.writes.into_iter().collect();
+    let reads = walk
+        .reads
+        .into_iter()
+        .filter(|t| !writes.contains(t))
+        .collect();
+    Analysis {
+        kind,
+        reads,
+        writes,
+        writes_all: walk.writes_all,
+        creates_temporary: walk.creates_temporary,
+        not_cacheable,
+    }
+}
+
+/// The CTEs a query defines, and how many of them are visible at this point of the walk.
+struct CteScope {
+    names: Vec<String>,
+    queries: Vec<usize>,
+    recursive: bool,
+    visible: usize,
+}
+
+struct Walk<'c> {
+    dialect: Dialect,
+    config: &'c AnalyzerConfig,
+    scopes: Vec<CteScope>,
+    /// Addresses of names that are table functions, not tables.
+    functions: HashSet<usize>,
+    reads: BTreeSet<Table>,
+    writes: BTreeSet<Table>,
+    writes_all: bool,
+    creates_temporary: Vec<Table>,
+    reason: Option<NotCacheable>,
+    depth: usize,
+    nested_write: bool,
+    /// A DDL statement that changes no table data (`DROP INDEX`, `CREATE INDEX` without ...).
+    harmless_ddl: bool,
+}
+
+/// Identity of an AST node for the walk's bookkeeping; never dereferenced.
+fn addr<T>(node: &T) -> usize {
+    node as *const T as usize
+}
+
+impl<'c> Walk<'c> {
+    fn new(dialect: Dialect, config: &'c AnalyzerConfig) -> Self {
+        Walk {
+            dialect,
+            config,
+            scopes: Vec::new(),
+            functions: HashSet::new(),
+            reads: BTreeSet::new(),
+            writes: BTreeSet::new(),
+            writes_all: false,
+            creates_temporary: Vec::new(),
+            reason: None,
+            depth: 0,
+            nested_write: false,
+            harmless_ddl: false,
+        }
+    }
+
+    fn not_cacheable(&mut self, reason: NotCacheable) {
+        self.reason.get_or_insert(reason);
+    }
+
+    fn table(&self, name: &ObjectName) -> Table {
+        names::table(self.dialect, self.config, name)
+    }
+
+    fn is_cte(&self, name: &ObjectName) -> bool {
+        let [_] = name.0.as_slice() else {
+            return false;
+        };
+        let parts = names::parts(self.dialect, name);
+        let Some(name) = parts.first() else {
+            return false;
+        };
+        self.scopes
+            .iter()
+            .any(|scope| scope.names[..scope.visible].contains(name))
+    }
+
+    /// Adds a table and, for a declared view, the tables behind it.
+    fn add(set: &mut BTreeSet<Table>, config: &AnalyzerConfig, table: Table, depth: usize) {
+        if depth < MAX_VIEW_DEPTH
+            && let Some(behind) = config.views.get(&table.name)
+        {
+            for name in behind {
+                Self::add(set, config, Table::new(name.clone()), depth + 1);
+            }
+        }
+        set.insert(table);
+    }
+
+    fn write(&mut self, name: &ObjectName) {
+        let table = self.table(name);
+        Self::add(&mut self.writes, self.config, table, 0);
+    }
+
+    fn write_relations(&mut self, tables: &[TableWithJoins]) {
+        for twj in tables {
+            let factors = std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
+            for factor in factors {
+                match factor {
+                    TableFactor::Table { name, .. } => self.write(name),
+                    _ => self.writes_all = true,
+                }
+            }
+        }
+    }
+
+    fn function(&mut self, name: &ObjectName, args: usize) {
+        let (schema, name) = names::function_name(name);
+        match functions::classify(&name, schema.as_deref(), args, &self.config.cacheable_functions)
+        {
+            Verdict::Deterministic => {}
+            Verdict::Volatile => self.not_cacheable(NotCacheable::Volatile(name)),
+            Verdict::Unknown => self.not_cacheable(NotCacheable::UnknownFunction(name)),
+        }
+    }
+
+    fn delete_targets(&mut self, delete: &Delete) {
+        let from = match &delete.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        if delete.tables.is_empty() {
+            self.write_relations(from);
+            return;
+        }
+        // MySQL `DELETE a FROM items AS a JOIN ...`: targets may be aliases.
+        let sources: Vec<&TableWithJoins> = from
+            .iter()
+            .chain(delete.using.iter().flatten())
+            .collect();
+        for target in &delete.tables {
+            let resolved = sources.iter().find_map(|twj| {
+                std::iter::once(&twj.relation)
+                    .chain(twj.joins.iter().map(|j| &j.relation))
+                    .find_map(|factor| match factor {
+                        TableFactor::Table {
+                            name,
+                            alias: Some(alias),
+                            ..
+                        } if target.0.len() == 1
+                            && names::fold(self.dialect, &alias.name)
+                                == names::parts(self.dialect, target).concat() =>
+                        {
+                            Some(name)
+                        }
+                        _ => None,
+                    })
+            });
+            self.write(resolved.unwrap_or(target));
+        }
+    }
+
+    /// The kind of the top-level statement, adding the writes that the walk alone does not see.
+    fn top_level(&mut self, statement: &Statement) -> StatementKind {
+        match statement {
+            Statement::Query(_) => StatementKind::Query,
+            Statement::Insert(_) => StatementKind::Insert,
+            Statement::Update(_) => StatementKind::Update,
+            Statement::Delete(_) => StatementKind::Delete,
+            Statement::Merge(_) => StatementKind::Merge,
+            Statement::Truncate(truncate) => {
+                for target in &truncate.table_names {
+                    self.write(&target.name);
+                }
+                StatementKind::Truncate
+            }
+            Statement::Copy { source, to, .. } => {
+                if !*to && let CopySource::Table { table_name, .. } = source {
+                    self.write(table_name);
+                }
+                if *to {
+                    StatementKind::Utility
+                } else {
+                    StatementKind::Copy
+                }
+            }
+            Statement::LoadData { table_name, .. } => {
+                self.write(table_name);
+                StatementKind::Copy
+            }
+            Statement::CreateTable(create) => {
+                self.write(&create.name);
+                if create.temporary {
+                    self.creates_temporary.push(self.table(&create.name));
+                }
+                StatementKind::Ddl
+            }
+            Statement::CreateView(create) => {
+                self.write(&create.name);
+                StatementKind::Ddl
+            }
+            Statement::CreateIndex(create) => {
+                self.write(&create.table_name);
+                StatementKind::Ddl
+            }
+            Statement::CreateVirtualTable { name, .. } => {
+                self.write(name);
+                StatementKind::Ddl
+            }
+            Statement::AlterTable(alter) => {
+                self.write(&alter.name);
+                for op in &alter.operations {
+                    if let AlterTableOperation::RenameTable { table_name } = op {
+                        let (RenameTableNameKind::As(new) | RenameTableNameKind::To(new)) =
+                            table_name;
+                        self.write(new);
+                    }
+                }
+                StatementKind::Ddl
+            }
+            Statement::AlterView(alter) => {
+                self.write(&alter.name);
+                StatementKind::Ddl
+            }
+            Statement::RenameTable(renames) => {
+                for rename in renames {
+                    self.write(&rename.old_name);
+                    self.write(&rename.new_name);
+                }
+                StatementKind::Ddl
+            }
+            Statement::Drop {
+                object_type,
+                names: dropped,
+                table,
+                ..
+            } => {
+                match object_type {
+                    ObjectType::Table
+                    | ObjectType::View
+                    | ObjectType::MaterializedView
+                    | ObjectType::ForeignTable => {
+                        for name in dropped {
+                            self.write(name);
+                        }
+                    }
+                    ObjectType::Index => match table {
+                        Some(table) => self.write(table),
+                        None => self.harmless_ddl = true,
+                    },
+                    // Schemas, types, sequences, ...: a cascade may reach any table.
+                    _ => self.writes_all = true,
+                }
+                StatementKind::Ddl
+            }
+            Statement::Call(_) | Statement::Execute { .. } => {
+                self.writes_all = true;
+                StatementKind::Procedure
+            }
+            Statement::StartTransaction { modes, .. } => {
+                StatementKind::Transaction(TransactionControl::Begin(isolation(modes)))
+            }
+            Statement::Commit { .. } => StatementKind::Transaction(TransactionControl::Commit),
+            Statement::Rollback { savepoint, .. } => StatementKind::Transaction(match savepoint {
+                Some(name) => TransactionControl::RollbackTo(names::fold(self.dialect, name)),
+                None => TransactionControl::Rollback,
+            }),
+            Statement::Savepoint { name } => StatementKind::Transaction(
+                TransactionControl::Savepoint(names::fold(self.dialect, name)),
+            ),
+            Statement::ReleaseSavepoint { name } => StatementKind::Transaction(
+                TransactionControl::Release(names::fold(self.dialect, name)),
+            ),
+            Statement::Set(Set::SetTransaction { modes, session, .. }) => {
+                StatementKind::Transaction(TransactionControl::SetTransaction {
+                    isolation: isolation(modes),
+                    session: *session,
+                })
+            }
+            Statement::Set(_)
+            | Statement::ShowFunctions { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowCreate { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowDatabases { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowCharset(_)
+            | Statement::ShowObjects(_)
+            | Statement::ShowTables { .. }
+            | Statement::ShowViews { .. }
+            | Statement::ShowCollation { .. }
+            | Statement::ShowProcessList { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ExplainTable { .. }
+            | Statement::Use(_)
+            | Statement::Pragma { .. }
+            | Statement::Analyze(_)
+            | Statement::Prepare { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. }
+            | Statement::LISTEN { .. }
+            | Statement::UNLISTEN { .. }
+            | Statement::NOTIFY { .. }
+            | Statement::Kill { .. }
+            | Statement::Lock(_)
+            | Statement::LockTables { .. }
+            | Statement::UnlockTables
+            | Statement::Discard { .. }
+            | Statement::Reset(_) => {
+                // Relations named here (SHOW COLUMNS FROM t, LOCK TABLES t) are not written.
+                StatementKind::Utility
+            }
+            _ => {
+                // Any other statement: every table it names is written; none named means
+                // it may reach any table (CREATE FUNCTION, GRANT, DROP SCHEMA, ...).
+                let named: Vec<Table> = self.reads.iter().cloned().collect();
+                self.writes.extend(named);
+                if self.writes.is_empty() {
+                    self.writes_all = true;
+                }
+                StatementKind::Ddl
+            }
+        }
+    }
+}
+
+fn isolation(modes: &[TransactionMode]) -> Option<IsolationLevel> {
+    modes.iter().rev().find_map(|mode| match mode {
+        TransactionMode::IsolationLevel(level) => Some(match level {
+            TransactionIsolationLevel::ReadUncommitted => IsolationLevel::ReadUncommitted,
+            TransactionIsolationLevel::ReadCommitted => IsolationLevel::ReadCommitted,
+            TransactionIsolationLevel::RepeatableRead => IsolationLevel::RepeatableRead,
+            // SNAPSHOT (SQL Server) behaves like SERIALIZABLE for the cache: no publication.
+            _ => IsolationLevel::Serializable,
+        }),
+        TransactionMode::AccessMode(_) => None,
+    })
+}
+
+fn argument_count(args: &FunctionArguments) -> usize {
+    match args {
+        FunctionArguments::None => 0,
+        FunctionArguments::Subquery(_) => 1,
+        FunctionArguments::List(list) => list.args.len(),
+    }
+}
+
+impl Visitor for Walk<'_> {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        self.depth += 1;
+        let is_write = match statement {
+            Statement::Insert(insert) => {
+                match &insert.table {
+                    TableObject::TableName(name) => self.write(name),
+                    _ => self.writes_all = true,
+                }
+                true
+            }
+            Statement::Update(update) => {
+                self.write_relations(std::slice::from_ref(&update.table));
+                true
+            }
+            Statement::Delete(delete) => {
+                self.delete_targets(delete);
+                true
+            }
+            Statement::Merge(merge) => {
+                match &merge.table {
+                    TableFactor::Table { name, .. } => self.write(name),
+                    _ => self.writes_all = true,
+                }
+                true
+            }
+            _ => false,
+        };
+        if is_write && self.depth > 1 {
+            self.nested_write = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, _: &Statement) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let me = addr(query);
+        if let Some(scope) = self.scopes.last_mut()
+            && let Some(i) = scope.queries.iter().position(|&q| q == me)
+        {
+            // A non-recursive CTE sees the CTEs before it; its own name still means the table.
+            scope.visible = if scope.recursive { scope.names.len() } else { i };
+        }
+        let (names, queries, recursive) = match &query.with {
+            Some(with) => (
+                with.cte_tables
+                    .iter()
+                    .map(|cte| names::fold(self.dialect, &cte.alias.name))
+                    .collect(),
+                with.cte_tables.iter().map(|cte| addr(&*cte.query)).collect(),
+                with.recursive,
+            ),
+            None => (Vec::new(), Vec::new(), false),
+        };
+        self.scopes.push(CteScope {
+            names,
+            queries,
+            recursive,
+            visible: 0,
+        });
+        if !query.locks.is_empty() {
+            self.not_cacheable(NotCacheable::Locking);
+        }
+        if let SetExpr::Select(select) = &*query.body
+            && select.into.is_some()
+        {
+            self.select_into(select);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        let me = addr(query);
+        if let Some(scope) = self.scopes.last_mut()
+            && let Some(i) = scope.queries.iter().position(|&q| q == me)
+        {
+            scope.visible = if scope.recursive {
+                scope.names.len()
+            } else {
+                i + 1
+            };
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => {
+                self.functions.insert(addr(name));
+                self.function(name, args.args.len());
+            }
+            TableFactor::Function { name, args, .. } => self.function(name, args.len()),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if self.functions.contains(&addr(relation)) || self.is_cte(relation) {
+            return ControlFlow::Continue(());
+        }
+        let table = self.table(relation);
+        if names::system_catalog(self.dialect, &table) {
+            self.not_cacheable(NotCacheable::SystemCatalog(table.to_string()));
+        } else if names::temporary(&table) {
+            self.not_cacheable(NotCacheable::TemporaryTable(table.to_string()));
+        }
+        Self::add(&mut self.reads, self.config, table, 0);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Function(function) => {
+                let args = argument_count(&function.args);
+                self.function(&function.name, args);
+            }
+            Expr::In {
+                target: InTarget::Table {
+                    name,
+                    args: Some(args),
+                },
+                ..
+            } => {
+                self.functions.insert(addr(name));
+                self.function(name, args.len());
+            }
+            // MySQL user variables and system variables depend on the session.
+            Expr::Identifier(ident) if ident.value.starts_with('@') => {
+                self.not_cacheable(NotCacheable::Volatile(ident.value.clone()));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+        if let Value::SingleQuotedString(text) | Value::DoubleQuotedString(text) = &value.value
+            && functions::volatile_literal(text)
+        {
+            self.not_cacheable(NotCacheable::Volatile(format!("'{text}'")));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Walk<'_> {
+    /// `SELECT ... INTO`: PostgreSQL creates a table, MySQL assigns variables or writes a file.
+    fn select_into(&mut self, select: &Select) {
+        self.not_cacheable(NotCacheable::SelectInto);
+        let Some(into) = &select.into else { return };
+        if self.dialect != Dialect::Postgres {
+            return;
+        }
+        for target in &into.targets {
+            match target {
+                Expr::Identifier(ident) => {
+                    self.write(&ObjectName::from(vec![ident.clone()]));
+                }
+                Expr::CompoundIdentifier(parts) => {
+                    self.write(&ObjectName::from(parts.clone()));
+                }
+                _ => self.writes_all = true,
+            }
+        }
+        if into.temporary {
+            self.creates_temporary
+                .extend(self.writes.iter().cloned().collect::<Vec<_>>());
+        }
+    }
+}
