@@ -1,0 +1,151 @@
+//! What the adapter needs to know about each database sqlx supports.
+
+use cachalot_core::sql::{Dialect, IsolationLevel};
+use futures_core::future::BoxFuture;
+use sqlx::{Connection, Database, Pool};
+
+/// A database the cache can sit in front of: its SQL dialect, how to name it without
+/// credentials, and how to read its default isolation level.
+///
+/// Implemented for [`sqlx::Postgres`], [`sqlx::MySql`] and [`sqlx::Sqlite`] behind the crate
+/// features `postgres`, `mysql` and `sqlite`.
+pub trait CacheDatabase: Database {
+    /// The dialect statements are analyzed in.
+    const DIALECT: Dialect;
+
+    /// The identity of the database the options connect to, without credentials:
+    /// two pools on one database share entries, two databases never do.
+    fn identity(options: &<Self::Connection as Connection>::Options) -> String;
+
+    /// Asks the server which isolation level a transaction gets by default, as the server
+    /// prints it (`read committed`, `REPEATABLE-READ`, ...).
+    fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>>;
+}
+
+/// Parses an isolation level as servers print it (`read committed`, `REPEATABLE-READ`, ...).
+pub(crate) fn parse_isolation(text: &str) -> Option<IsolationLevel> {
+    let norm: String = text
+        .trim()
+        .chars()
+        .map(|c| if c == '-' || c == '_' { ' ' } else { c.to_ascii_lowercase() })
+        .collect();
+    match norm.as_str() {
+        "read uncommitted" => Some(IsolationLevel::ReadUncommitted),
+        "read committed" => Some(IsolationLevel::ReadCommitted),
+        "repeatable read" => Some(IsolationLevel::RepeatableRead),
+        "serializable" => Some(IsolationLevel::Serializable),
+        _ => None,
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl CacheDatabase for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>> {
+        Box::pin(sqlx::query_scalar("SHOW transaction_isolation").fetch_one(pool))
+    }
+
+    fn identity(options: &sqlx::postgres::PgConnectOptions) -> String {
+        let host = match options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => options.get_host().to_owned(),
+        };
+        format!(
+            "postgres://{host}:{}/{}",
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        )
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl CacheDatabase for sqlx::MySql {
+    const DIALECT: Dialect = Dialect::MySql;
+
+    fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>> {
+        Box::pin(async move {
+            // MariaDB and MySQL 5.7 call it tx_isolation; MySQL 8 only transaction_isolation.
+            match sqlx::query_scalar("SELECT CAST(@@transaction_isolation AS CHAR)")
+                .fetch_one(pool)
+                .await
+            {
+                Ok(level) => Ok(level),
+                Err(_) => {
+                    sqlx::query_scalar("SELECT CAST(@@tx_isolation AS CHAR)")
+                        .fetch_one(pool)
+                        .await
+                }
+            }
+        })
+    }
+
+    fn identity(options: &sqlx::mysql::MySqlConnectOptions) -> String {
+        let host = match options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => options.get_host().to_owned(),
+        };
+        format!(
+            "mysql://{host}:{}/{}",
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        )
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl CacheDatabase for sqlx::Sqlite {
+    const DIALECT: Dialect = Dialect::Sqlite;
+
+    fn default_isolation(_: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>> {
+        // SQLite transactions are serializable: nothing read inside one is published.
+        Box::pin(std::future::ready(Ok("serializable".to_owned())))
+    }
+
+    fn identity(options: &sqlx::sqlite::SqliteConnectOptions) -> String {
+        // sqlx names each `sqlite::memory:` database uniquely, so the file name tells
+        // private in-memory databases apart and shared ones together.
+        let path = options.get_filename();
+        match std::fs::canonicalize(path) {
+            Ok(file) => format!("sqlite://{}", file.display()),
+            // In memory: the name is only unique inside this process, and a shared backend
+            // must never mix two processes' private databases.
+            Err(_) => format!("sqlite://{}#{}", path.display(), process_nonce()),
+        }
+    }
+}
+
+/// A value that differs between any two processes, even with a reused pid.
+#[cfg(feature = "sqlite")]
+fn process_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos:x}", std::process::id())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_levels_parse_as_servers_print_them() {
+        assert_eq!(
+            parse_isolation("read committed"),
+            Some(IsolationLevel::ReadCommitted)
+        );
+        assert_eq!(
+            parse_isolation("REPEATABLE-READ"),
+            Some(IsolationLevel::RepeatableRead)
+        );
+        assert_eq!(
+            parse_isolation("SERIALIZABLE"),
+            Some(IsolationLevel::Serializable)
+        );
+        assert_eq!(parse_isolation("snapshot"), None);
+    }
+}

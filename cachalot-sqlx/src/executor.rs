@@ -1,0 +1,244 @@
+//! sqlx's [`Executor`] for `&CachedPool` and `&mut CachedTransaction`: every statement is
+//! analyzed, writes invalidate, everything else passes through untouched.
+
+use std::sync::Arc;
+
+use cachalot_core::Cachalot;
+use cachalot_core::engine::{WriteGuard, WriteSet};
+use cachalot_core::sql::Analysis;
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::{StreamExt, stream};
+use sqlx::{Database, Describe, Either, Error, Execute, Executor, SqlStr};
+
+use crate::database::CacheDatabase;
+use crate::execute::Forwarded;
+use crate::pool::CachedPool;
+use crate::transaction::CachedTransaction;
+
+/// How a write is wrapped: the lock is taken when the statement is about to run, the bump
+/// happens once it has finished, whatever its outcome, or when the caller drops it early.
+#[derive(Clone)]
+pub(crate) struct Invalidation {
+    pub(crate) cache: Cachalot,
+    pub(crate) database: Arc<str>,
+    pub(crate) writes: WriteSet,
+}
+
+impl Invalidation {
+    async fn lock(&self) -> WriteGuard {
+        self.cache.begin_write(&self.database, &self.writes).await
+    }
+
+    /// Runs a single-result statement between lock and bump.
+    pub(crate) async fn around<T>(self, run: impl Future<Output = T>) -> T {
+        let guard = self.lock().await;
+        let result = run.await;
+        guard.finish().await;
+        result
+    }
+
+    /// Wraps a result stream: locked before its first item, bumped after its last one, or
+    /// by the guard's drop when the caller abandons the stream (`INSERT ... RETURNING`
+    /// read through `fetch` and dropped after the first row).
+    pub(crate) fn around_stream<'e, T: Send + 'e>(
+        self,
+        inner: BoxStream<'e, T>,
+    ) -> BoxStream<'e, T> {
+        enum Phase {
+            Unlocked(Invalidation),
+            Locked(WriteGuard),
+        }
+        stream::unfold(Some((Phase::Unlocked(self), inner)), |state| async move {
+            let (phase, mut inner) = state?;
+            let guard = match phase {
+                Phase::Unlocked(invalidation) => invalidation.lock().await,
+                Phase::Locked(guard) => guard,
+            };
+            match inner.next().await {
+                Some(item) => Some((item, Some((Phase::Locked(guard), inner)))),
+                None => {
+                    guard.finish().await;
+                    None
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+/// The statement as the adapter sees it before running it.
+pub(crate) enum Routed<DB: Database> {
+    /// Read-only: run as is.
+    Read(Forwarded<DB>, Arc<Analysis>),
+    /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty).
+    Write(Forwarded<DB>, WriteSet),
+    /// The query could not even be taken apart (an argument failed to encode).
+    Failed(Error),
+}
+
+impl<DB: CacheDatabase> CachedPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) fn route<'q, E: Execute<'q, DB>>(&self, query: E) -> Routed<DB> {
+        let forwarded = match Forwarded::take(query) {
+            Ok(forwarded) => forwarded,
+            Err(e) => return Routed::Failed(e),
+        };
+        let analysis = self.cache.analyze(DB::DIALECT, forwarded.sql.as_str());
+        // Records the tables a statement creates TEMPORARY, whatever else it does.
+        let _ = self.cache.decide(&self.database, &analysis);
+        if let Some(cachalot_core::sql::TransactionControl::SetTransaction {
+            session: true, ..
+        }) = analysis.transaction_control()
+        {
+            self.session_isolation_changed();
+        }
+        if analysis.is_read_only() {
+            Routed::Read(forwarded, analysis)
+        } else {
+            if analysis.writes_all {
+                tracing::warn!(
+                    sql = forwarded.sql.as_str(),
+                    "cachalot: statement not attributable to tables; invalidating the whole database"
+                );
+            }
+            Routed::Write(forwarded, WriteSet::from_analysis(&analysis))
+        }
+    }
+
+    pub(crate) fn invalidation(&self, writes: WriteSet) -> Invalidation {
+        Invalidation {
+            cache: self.cache.clone(),
+            database: self.database.clone(),
+            writes,
+        }
+    }
+}
+
+fn failed_stream<'e, T: Send + 'e>(error: Error) -> BoxStream<'e, Result<T, Error>> {
+    stream::once(std::future::ready(Err(error))).boxed()
+}
+
+impl<'p, DB: CacheDatabase> Executor<'p> for &'p CachedPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        match self.route(query) {
+            Routed::Read(forwarded, _) => self.pool.fetch_many(forwarded),
+            Routed::Write(forwarded, writes) => self
+                .invalidation(writes)
+                .around_stream(self.pool.fetch_many(forwarded)),
+            Routed::Failed(e) => failed_stream(e),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        match self.route(query) {
+            Routed::Read(forwarded, _) => self.pool.fetch_optional(forwarded),
+            Routed::Write(forwarded, writes) => Box::pin(
+                self.invalidation(writes)
+                    .around(self.pool.fetch_optional(forwarded)),
+            ),
+            Routed::Failed(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, Error>>
+    where
+        'p: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<DB>, Error>>
+    where
+        'p: 'e,
+    {
+        self.pool.describe(sql)
+    }
+}
+
+/// Implemented per database rather than generically: a generic impl on `&mut` would let the
+/// trait solver try `CachedTransaction` as a connection type and recurse without end
+/// whenever a user's database type is still being inferred.
+macro_rules! transaction_executor {
+    ($feature:literal, $db:ty) => {
+        #[cfg(feature = $feature)]
+        impl<'t> Executor<'t> for &'t mut CachedTransaction<'_, $db> {
+            type Database = $db;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<
+                'e,
+                Result<Either<<$db as Database>::QueryResult, <$db as Database>::Row>, Error>,
+            >
+            where
+                't: 'e,
+                E: 'q + Execute<'q, $db>,
+            {
+                match self.route(query) {
+                    Ok(forwarded) => self.connection().fetch_many(forwarded),
+                    Err(e) => failed_stream(e),
+                }
+            }
+
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<<$db as Database>::Row>, Error>>
+            where
+                't: 'e,
+                E: 'q + Execute<'q, $db>,
+            {
+                match self.route(query) {
+                    Ok(forwarded) => self.connection().fetch_optional(forwarded),
+                    Err(e) => Box::pin(std::future::ready(Err(e))),
+                }
+            }
+
+            fn prepare_with<'e>(
+                self,
+                sql: SqlStr,
+                parameters: &'e [<$db as Database>::TypeInfo],
+            ) -> BoxFuture<'e, Result<<$db as Database>::Statement, Error>>
+            where
+                't: 'e,
+            {
+                self.connection().prepare_with(sql, parameters)
+            }
+
+            fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<$db>, Error>>
+            where
+                't: 'e,
+            {
+                self.connection().describe(sql)
+            }
+        }
+    };
+}
+
+transaction_executor!("postgres", sqlx::Postgres);
+transaction_executor!("mysql", sqlx::MySql);
+transaction_executor!("sqlite", sqlx::Sqlite);

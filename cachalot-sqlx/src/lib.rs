@@ -1,0 +1,25 @@
+//! The SQLx adapter of cachalot: put the cache in front of a [`sqlx::Pool`].
+//!
+//! - [`CachedPool`]: attach with [`CachedPool::new`] or [`Attach::attach`]. Cached typed reads
+//!   with [`CachedPool::query_as`] / [`CachedPool::query_scalar`]; every other sqlx call works
+//!   through `&CachedPool` as an [`Executor`](sqlx::Executor), and writes invalidate the
+//!   tables they touch.
+//! - [`CachedTransaction`]: invalidation deferred to COMMIT, reads of tables the transaction
+//!   wrote bypass the cache.
+//!
+//! Features `postgres`, `mysql` and `sqlite` implement [`CacheDatabase`] for sqlx's drivers.
+#![forbid(unsafe_code)]
+#![warn(rust_2018_idioms, missing_docs)]
+
+mod database;
+mod execute;
+mod executor;
+mod pool;
+mod query_as;
+mod transaction;
+
+pub use cachalot_core::key::KeyParam;
+pub use database::CacheDatabase;
+pub use pool::{Attach, CachedPool};
+pub use query_as::{QueryAs, QueryScalar};
+pub use transaction::CachedTransaction;

@@ -1,0 +1,232 @@
+//! [`CachedPool`]: a `sqlx::Pool` with the cache in front of it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use cachalot_core::Cachalot;
+use cachalot_core::signal::Invalidation;
+use cachalot_core::sql::IsolationLevel;
+use cachalot_core::stats::Stats;
+use sqlx::{Executor, Pool, SqlSafeStr};
+use tokio::sync::{OnceCell, broadcast};
+
+use crate::database::{CacheDatabase, parse_isolation};
+use crate::query_as::{QueryAs, QueryScalar, Target};
+use crate::transaction::CachedTransaction;
+
+/// A [`sqlx::Pool`] with the cache attached.
+///
+/// Typed reads made with [`query_as`](Self::query_as) and [`query_scalar`](Self::query_scalar)
+/// are served from the cache while no table they read has changed. Every statement sent
+/// through `&CachedPool` as a sqlx [`Executor`] invalidates the tables it writes, whatever
+/// API sent it (`sqlx::query(..).execute(&db)`, `fetch`, `execute_many`, ...).
+///
+/// Cloning is cheap: clones share the pool and the cache.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use cachalot_sqlx::CachedPool;
+///
+/// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+/// let db = CachedPool::new(pool);
+/// sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)").execute(&db).await?;
+/// sqlx::query("INSERT INTO items (name) VALUES ('a')").execute(&db).await?;
+///
+/// let n: i64 = db.query_scalar("SELECT count(*) FROM items").fetch_one().await?;
+/// let again: i64 = db.query_scalar("SELECT count(*) FROM items").fetch_one().await?;
+/// assert_eq!((n, again), (1, 1));
+/// assert_eq!(db.stats().hits, 1);
+/// # Ok::<(), sqlx::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct CachedPool<DB: CacheDatabase> {
+    pub(crate) pool: Pool<DB>,
+    pub(crate) cache: Cachalot,
+    pub(crate) database: Arc<str>,
+    pub(crate) shared: Arc<Shared>,
+    /// Reads skip the cache (writes still invalidate): see [`CachedPool::uncached`].
+    pub(crate) bypass_reads: bool,
+}
+
+/// State shared by the clones of one attached pool.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The server's default isolation level, read once on first need.
+    default_isolation: OnceCell<IsolationLevel>,
+    /// A `SET SESSION ... ISOLATION LEVEL` went through some pooled connection: the default
+    /// no longer says what a transaction gets, so assume the strictest.
+    session_isolation_changed: AtomicBool,
+}
+
+impl<DB: CacheDatabase> Clone for CachedPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn clone(&self) -> Self {
+        CachedPool {
+            pool: self.pool.clone(),
+            cache: self.cache.clone(),
+            database: self.database.clone(),
+            shared: self.shared.clone(),
+            bypass_reads: self.bypass_reads,
+        }
+    }
+}
+
+impl<DB: CacheDatabase> fmt::Debug for CachedPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedPool")
+            .field("database", &self.database)
+            .field("pool", &self.pool)
+            .field("bypass_reads", &self.bypass_reads)
+            .finish()
+    }
+}
+
+/// Attaches a [`Cachalot`] to a pool: `let db = cache.attach(pool);`.
+pub trait Attach {
+    /// Puts this cache in front of `pool`.
+    fn attach<DB: CacheDatabase>(&self, pool: Pool<DB>) -> CachedPool<DB>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>;
+}
+
+impl Attach for Cachalot {
+    fn attach<DB: CacheDatabase>(&self, pool: Pool<DB>) -> CachedPool<DB>
+    where
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    {
+        CachedPool::<DB>::with_cache(pool, self.clone())
+    }
+}
+
+impl<DB: CacheDatabase> CachedPool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    /// Attaches a cache with the default settings (in-process memory backend) to `pool`.
+    pub fn new(pool: Pool<DB>) -> Self {
+        Self::with_cache(pool, Cachalot::builder().build().unwrap_or_else(|_| unreachable!()))
+    }
+
+    /// Attaches `cache` to `pool`. Several pools may share one cache: entries are kept
+    /// apart by the database each pool connects to.
+    pub fn with_cache(pool: Pool<DB>, cache: Cachalot) -> Self {
+        let database = DB::identity(&pool.connect_options()).into();
+        CachedPool {
+            pool,
+            cache,
+            database,
+            shared: Arc::default(),
+            bypass_reads: false,
+        }
+    }
+
+    /// Names the database explicitly instead of deriving its identity from the connection
+    /// target; processes that reach one database by different addresses must use one name.
+    pub fn with_database_name(mut self, name: impl Into<String>) -> Self {
+        self.database = name.into().into();
+        self
+    }
+
+    /// The identity of the database (derived from the connection target, without credentials,
+    /// or set by [`with_database_name`](Self::with_database_name)).
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The pool underneath. Statements sent to it directly bypass the cache **and do not
+    /// invalidate it**: send writes through the `CachedPool`.
+    pub fn inner(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// The cache this pool uses.
+    pub fn cache(&self) -> &Cachalot {
+        &self.cache
+    }
+
+    /// A handle on the same pool whose reads bypass the cache; its writes still invalidate.
+    pub fn uncached(&self) -> Self {
+        CachedPool {
+            bypass_reads: true,
+            ..self.clone()
+        }
+    }
+
+    /// Starts a transaction. See [`CachedTransaction`].
+    pub async fn begin(&self) -> Result<CachedTransaction<'static, DB>, sqlx::Error> {
+        let tx = self.pool.begin().await?;
+        Ok(CachedTransaction::<DB>::new(tx, self.clone()))
+    }
+
+    /// A cached read mapping each row to `O` (sqlx's [`query_as`](sqlx::query_as)).
+    pub fn query_as<O>(&self, sql: impl SqlSafeStr) -> QueryAs<'_, DB, O> {
+        QueryAs::<DB, O>::new(Target::Pool(self), sql.into_sql_str())
+    }
+
+    /// A cached read of the first column of each row (sqlx's
+    /// [`query_scalar`](sqlx::query_scalar)).
+    pub fn query_scalar<O>(&self, sql: impl SqlSafeStr) -> QueryScalar<'_, DB, O> {
+        QueryScalar::<DB, O>::new(self.query_as(sql))
+    }
+
+    /// Invalidates every cached read of these tables on this database.
+    pub async fn invalidate(&self, tables: &[&str]) {
+        self.cache.invalidate(&self.database, tables).await;
+    }
+
+    /// Invalidates every cached read of this database.
+    pub async fn invalidate_all(&self) {
+        self.cache.invalidate_all(&self.database).await;
+    }
+
+    /// When these tables (or the whole database) were last invalidated, as far as the
+    /// cache knows.
+    pub async fn last_invalidation(&self, tables: &[&str]) -> Option<SystemTime> {
+        self.cache.last_invalidation(&self.database, tables).await
+    }
+
+    /// Invalidation signals: one per table written, once the write is final.
+    pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.cache.subscribe()
+    }
+
+    /// What the cache did so far (shared by every pool attached to the same cache).
+    pub fn stats(&self) -> Stats {
+        self.cache.stats()
+    }
+
+    /// The isolation level a new transaction on this pool gets by default.
+    pub(crate) async fn default_isolation(&self) -> IsolationLevel {
+        if self.shared.session_isolation_changed.load(Ordering::Relaxed) {
+            return IsolationLevel::Serializable;
+        }
+        *self
+            .shared
+            .default_isolation
+            .get_or_init(|| async {
+                match DB::default_isolation(&self.pool).await.as_deref().map(parse_isolation) {
+                    Ok(Some(level)) => level,
+                    other => {
+                        // Unknown means assume the strictest: nothing read inside a transaction
+                        // is then shared, which is always correct.
+                        tracing::warn!(?other, "cachalot: could not read the default isolation level");
+                        IsolationLevel::Serializable
+                    }
+                }
+            })
+            .await
+    }
+
+    pub(crate) fn session_isolation_changed(&self) {
+        self.shared
+            .session_isolation_changed
+            .store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,327 @@
+//! Cached typed reads: [`QueryAs`] and [`QueryScalar`], in sqlx's vocabulary.
+
+use std::any::type_name;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use cachalot_core::engine::{Decision, WriteSet};
+use cachalot_core::key::{KeyBuilder, KeyParam};
+use cachalot_core::sql::IsolationLevel;
+use cachalot_core::stats::BypassReason;
+use sqlx::error::BoxDynError;
+use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments, SqlStr, Type};
+
+use crate::database::CacheDatabase;
+use crate::pool::CachedPool;
+use crate::transaction::{TxState, lock};
+
+/// Where a cached read runs on a miss.
+pub(crate) enum Target<'a, DB: CacheDatabase> {
+    Pool(&'a CachedPool<DB>),
+    Transaction {
+        connection: &'a mut DB::Connection,
+        pool: &'a CachedPool<DB>,
+        state: &'a Mutex<TxState>,
+    },
+}
+
+impl<DB: CacheDatabase> Target<'_, DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn pool(&self) -> &CachedPool<DB> {
+        match self {
+            Target::Pool(pool) | Target::Transaction { pool, .. } => pool,
+        }
+    }
+}
+
+/// The arguments bound so far, handed to sqlx's `query_as_with` on a miss.
+struct Bound<DB: Database>(DB::Arguments);
+
+impl<DB: Database> IntoArguments<DB> for Bound<DB> {
+    fn into_arguments(self) -> DB::Arguments {
+        self.0
+    }
+}
+
+/// Whether all rows or only the first one are read: two different cached values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    All,
+    First,
+}
+
+/// A cached read that maps each row to `O`, from [`CachedPool::query_as`] or
+/// [`CachedTransaction::query_as`](crate::CachedTransaction::query_as).
+///
+/// Bind values with [`bind`](Self::bind) as with sqlx; each value is also hashed, with its
+/// type, into the cache key. Finish with [`fetch_all`](Self::fetch_all),
+/// [`fetch_one`](Self::fetch_one) or [`fetch_optional`](Self::fetch_optional).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+/// struct Item {
+///     id: i64,
+///     name: String,
+/// }
+///
+/// let db = cachalot_sqlx::CachedPool::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+/// sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").execute(&db).await?;
+/// sqlx::query("INSERT INTO items (name) VALUES ('anchor'), ('buoy')").execute(&db).await?;
+///
+/// let items: Vec<Item> = db
+///     .query_as("SELECT id, name FROM items WHERE id > ? ORDER BY id")
+///     .bind(1_i64)
+///     .fetch_all()
+///     .await?;
+/// assert_eq!(items, vec![Item { id: 2, name: "buoy".into() }]);
+/// # Ok::<(), sqlx::Error>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "a query does nothing until it is fetched"]
+pub struct QueryAs<'a, DB: CacheDatabase, O> {
+    target: Target<'a, DB>,
+    sql: SqlStr,
+    arguments: DB::Arguments,
+    key: KeyBuilder,
+    error: Option<BoxDynError>,
+    row: PhantomData<fn() -> O>,
+}
+
+impl<DB: CacheDatabase, O> fmt::Debug for QueryAs<'_, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryAs")
+            .field("sql", &self.sql.as_str())
+            .field("row", &type_name::<O>())
+            .finish()
+    }
+}
+
+impl<'a, DB: CacheDatabase, O> QueryAs<'a, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) fn new(target: Target<'a, DB>, sql: SqlStr) -> Self {
+        let pool = target.pool();
+        let key = pool.cache.key(&pool.database, sql.as_str());
+        QueryAs {
+            target,
+            sql,
+            arguments: DB::Arguments::default(),
+            key,
+            error: None,
+            row: PhantomData,
+        }
+    }
+
+    /// Binds the next placeholder's value, as sqlx's `bind`. The value is part of the cache
+    /// key, typed: `1_i64` and `"1"` never share an entry.
+    pub fn bind<T>(mut self, value: T) -> Self
+    where
+        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam,
+    {
+        if self.error.is_none() {
+            self.key.push_param(&value);
+            if let Err(e) = self.arguments.add(value) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+}
+
+impl<DB: CacheDatabase, O> QueryAs<'_, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    O: for<'r> FromRow<'r, DB::Row> + Clone + Send + Sync + Unpin + 'static,
+{
+    /// All rows, from the cache when possible.
+    pub async fn fetch_all(self) -> Result<Vec<O>, Error> {
+        self.rows(Rows::All).await
+    }
+
+    /// The first row, or `None`, from the cache when possible.
+    pub async fn fetch_optional(self) -> Result<Option<O>, Error> {
+        Ok(self.rows(Rows::First).await?.into_iter().next())
+    }
+
+    /// The first row, or [`Error::RowNotFound`], from the cache when possible.
+    pub async fn fetch_one(self) -> Result<O, Error> {
+        self.fetch_optional().await?.ok_or(Error::RowNotFound)
+    }
+
+    async fn rows(self, rows: Rows) -> Result<Vec<O>, Error> {
+        let QueryAs {
+            target,
+            sql,
+            arguments,
+            mut key,
+            error,
+            ..
+        } = self;
+        if let Some(e) = error {
+            return Err(Error::Encode(e));
+        }
+        let pool = target.pool().clone();
+        let cache = &pool.cache;
+        let analysis = cache.analyze(DB::DIALECT, sql.as_str());
+        let mode = match rows {
+            Rows::All => "all",
+            Rows::First => "first",
+        };
+        key.set_result_type(&format!("{mode}:{}", type_name::<O>()));
+        let key = key.finish();
+        let weigh = |value: &Vec<O>| {
+            std::mem::size_of::<Vec<O>>() + value.len() * std::mem::size_of::<O>()
+        };
+
+        match target {
+            Target::Pool(_) => {
+                let fetch = || run::<DB, O, _>(&pool.pool, sql, arguments, rows);
+                if !analysis.is_read_only() {
+                    // INSERT ... RETURNING read through query_as: a write all the same.
+                    let writes = WriteSet::from_analysis(&analysis);
+                    return pool.invalidation(writes).around(fetch()).await;
+                }
+                match cache.decide(&pool.database, &analysis) {
+                    Decision::Cache(_) if pool.bypass_reads => {
+                        cache.record_bypass(BypassReason::Disabled);
+                        fetch().await
+                    }
+                    Decision::Cache(reads) => cache.read(&reads, key, weigh, fetch).await,
+                    Decision::Bypass(reason) => {
+                        cache.record_bypass(reason);
+                        fetch().await
+                    }
+                }
+            }
+            Target::Transaction {
+                connection, state, ..
+            } => {
+                let fetch = || run::<DB, O, _>(connection, sql, arguments, rows);
+                if !analysis.is_read_only() {
+                    lock(state)
+                        .dirty
+                        .merge(&WriteSet::from_analysis(&analysis));
+                    return fetch().await;
+                }
+                let reads = match cache.decide(&pool.database, &analysis) {
+                    Decision::Cache(reads) if !pool.bypass_reads => reads,
+                    Decision::Cache(_) => {
+                        cache.record_bypass(BypassReason::Disabled);
+                        return fetch().await;
+                    }
+                    Decision::Bypass(reason) => {
+                        cache.record_bypass(reason);
+                        return fetch().await;
+                    }
+                };
+                let (dirty, explicit) = {
+                    let state = lock(state);
+                    (state.touches(reads.tables()), state.isolation)
+                };
+                let isolation = match explicit {
+                    Some(level) => level,
+                    None => pool.default_isolation().await,
+                };
+                // Only READ COMMITTED sees exactly what an autocommit read would.
+                if dirty || isolation != IsolationLevel::ReadCommitted {
+                    cache.record_bypass(BypassReason::Transaction);
+                    return fetch().await;
+                }
+                cache.read(&reads, key, weigh, fetch).await
+            }
+        }
+    }
+}
+
+/// Runs the query on a miss with sqlx's own `query_as_with`.
+async fn run<'e, DB, O, X>(
+    executor: X,
+    sql: SqlStr,
+    arguments: DB::Arguments,
+    rows: Rows,
+) -> Result<Vec<O>, Error>
+where
+    DB: Database,
+    X: 'e + Executor<'e, Database = DB>,
+    O: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+{
+    let query = sqlx::query_as_with::<DB, O, _>(sql, Bound::<DB>(arguments));
+    match rows {
+        Rows::All => query.fetch_all(executor).await,
+        Rows::First => Ok(query.fetch_optional(executor).await?.into_iter().collect()),
+    }
+}
+
+/// A cached read of the first column of each row, from [`CachedPool::query_scalar`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let db = cachalot_sqlx::CachedPool::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+/// sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY)").execute(&db).await?;
+/// let n: i64 = db.query_scalar("SELECT count(*) FROM items").fetch_one().await?;
+/// assert_eq!(n, 0);
+/// # Ok::<(), sqlx::Error>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "a query does nothing until it is fetched"]
+pub struct QueryScalar<'a, DB: CacheDatabase, O> {
+    inner: QueryAs<'a, DB, (O,)>,
+}
+
+impl<DB: CacheDatabase, O> fmt::Debug for QueryScalar<'_, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("QueryScalar").field(&self.inner).finish()
+    }
+}
+
+impl<'a, DB: CacheDatabase, O> QueryScalar<'a, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) fn new(inner: QueryAs<'a, DB, (O,)>) -> Self {
+        QueryScalar { inner }
+    }
+
+    /// Binds the next placeholder's value; see [`QueryAs::bind`].
+    pub fn bind<T>(self, value: T) -> Self
+    where
+        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam,
+    {
+        QueryScalar {
+            inner: self.inner.bind(value),
+        }
+    }
+}
+
+impl<DB: CacheDatabase, O> QueryScalar<'_, DB, O>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    (O,): for<'r> FromRow<'r, DB::Row>,
+    O: Clone + Send + Sync + Unpin + 'static,
+{
+    /// The first column of every row.
+    pub async fn fetch_all(self) -> Result<Vec<O>, Error> {
+        Ok(self.inner.fetch_all().await?.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// The first column of the first row, or `None`.
+    pub async fn fetch_optional(self) -> Result<Option<O>, Error> {
+        Ok(self.inner.fetch_optional().await?.map(|(v,)| v))
+    }
+
+    /// The first column of the first row, or [`Error::RowNotFound`].
+    pub async fn fetch_one(self) -> Result<O, Error> {
+        Ok(self.inner.fetch_one().await?.0)
+    }
+}
