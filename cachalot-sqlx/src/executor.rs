@@ -41,10 +41,10 @@ impl Invalidation {
     /// Wraps a result stream: locked before its first item, bumped after its last one, or
     /// by the guard's drop when the caller abandons the stream (`INSERT ... RETURNING`
     /// read through `fetch` and dropped after the first row).
-    pub(crate) fn around_stream<'e, T: Send + 'e>(
+    pub(crate) fn around_stream<'e, T: Send + 'e, E: Send + 'e>(
         self,
-        inner: BoxStream<'e, T>,
-    ) -> BoxStream<'e, T> {
+        inner: BoxStream<'e, Result<T, E>>,
+    ) -> BoxStream<'e, Result<T, E>> {
         enum Phase {
             Unlocked(Invalidation),
             Locked(WriteGuard),
@@ -56,7 +56,13 @@ impl Invalidation {
                 Phase::Locked(guard) => guard,
             };
             match inner.next().await {
-                Some(item) => Some((item, Some((Phase::Locked(guard), inner)))),
+                Some(Ok(item)) => Some((Ok(item), Some((Phase::Locked(guard), inner)))),
+                // sqlx ends a stream at its first error, and `execute` drops the stream as soon
+                // as it sees one: invalidate before handing the error over.
+                Some(Err(e)) => {
+                    guard.finish().await;
+                    Some((Err(e), None))
+                }
                 None => {
                     guard.finish().await;
                     None

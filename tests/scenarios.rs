@@ -1,0 +1,531 @@
+//! The adapter's scenarios, each run on SQLite (in memory), PostgreSQL and MariaDB.
+//!
+//! Every test builds its own cache, so the stats it asserts are its own, and its own schema or
+//! database, so tests run in parallel and leave nothing behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use cachalot::{Attach, Cachalot, CachedPool};
+use common::{MySqlFixture, PgFixture, SqliteFile};
+use sqlx::{AssertSqlSafe, Database, Pool};
+
+enum Fixture {
+    Sqlite,
+    SqliteFile(SqliteFile),
+    Pg(PgFixture),
+    My(MySqlFixture),
+}
+
+struct Ctx<DB: cachalot::CacheDatabase> {
+    db: CachedPool<DB>,
+    raw: Pool<DB>,
+    fixture: Fixture,
+}
+
+fn builder() -> cachalot::CachalotBuilder {
+    Cachalot::builder().lock_ttl(Duration::from_secs(5))
+}
+
+impl Ctx<sqlx::Sqlite> {
+    async fn sqlite(cache: Cachalot) -> Self {
+        let raw = common::sqlite_memory().await;
+        Ctx {
+            db: cache.attach(raw.clone()),
+            raw,
+            fixture: Fixture::Sqlite,
+        }
+    }
+
+    async fn sqlite_file(cache: Cachalot) -> Self {
+        let file = SqliteFile::new().await;
+        let raw = file.pool.clone();
+        Ctx {
+            db: cache.attach(raw.clone()),
+            raw,
+            fixture: Fixture::SqliteFile(file),
+        }
+    }
+}
+
+impl Ctx<sqlx::Postgres> {
+    async fn postgres(cache: Cachalot) -> Option<Self> {
+        let fx = PgFixture::new().await?;
+        let raw = fx.pool.clone();
+        Some(Ctx {
+            db: cache.attach(raw.clone()),
+            raw,
+            fixture: Fixture::Pg(fx),
+        })
+    }
+}
+
+impl Ctx<sqlx::MySql> {
+    async fn mysql(cache: Cachalot) -> Option<Self> {
+        let fx = MySqlFixture::new().await?;
+        let raw = fx.pool.clone();
+        Some(Ctx {
+            db: cache.attach(raw.clone()),
+            raw,
+            fixture: Fixture::My(fx),
+        })
+    }
+}
+
+impl<DB: cachalot::CacheDatabase> Ctx<DB> {
+    fn is(&self, name: &str) -> bool {
+        DB::NAME.eq_ignore_ascii_case(name)
+    }
+
+    /// Tests write `?` placeholders; PostgreSQL wants `$1`, `$2`, ...
+    fn sql(&self, text: &str) -> AssertSqlSafe<String> {
+        if !DB::NAME.eq_ignore_ascii_case("postgresql") {
+            return AssertSqlSafe(text.to_owned());
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut n = 0;
+        for c in text.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        AssertSqlSafe(out)
+    }
+
+    async fn cleanup(self) {
+        drop(self.db);
+        match self.fixture {
+            Fixture::Sqlite => self.raw.close().await,
+            Fixture::SqliteFile(f) => f.cleanup().await,
+            Fixture::Pg(f) => f.cleanup().await,
+            Fixture::My(f) => f.cleanup().await,
+        }
+    }
+}
+
+/// Expands each scenario into one test per database.
+macro_rules! each_database {
+    ($( $(#[$meta:meta])* async fn $name:ident($ctx:ident, $cache:ident) $body:block )*) => {$(
+        mod $name {
+            use super::*;
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $cache = scenario_cache();
+                let $ctx = Ctx::sqlite($cache.clone()).await;
+                $body
+                $ctx.cleanup().await;
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $cache = scenario_cache();
+                let Some($ctx) = Ctx::postgres($cache.clone()).await else { return };
+                $body
+                $ctx.cleanup().await;
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                let $cache = scenario_cache();
+                let Some($ctx) = Ctx::mysql($cache.clone()).await else { return };
+                $body
+                $ctx.cleanup().await;
+            }
+        }
+    )*};
+}
+
+fn scenario_cache() -> Cachalot {
+    builder().build().unwrap()
+}
+
+/// Runs a statement through the cached pool (so it invalidates).
+macro_rules! exec {
+    ($ctx:expr, $sql:expr $(, $bind:expr)*) => {
+        sqlx::query($ctx.sql($sql))$(.bind($bind))*.execute(&$ctx.db).await.unwrap()
+    };
+}
+
+/// A cached scalar read.
+macro_rules! scalar {
+    ($ctx:expr, $ty:ty, $sql:expr $(, $bind:expr)*) => {
+        $ctx.db.query_scalar::<$ty>($ctx.sql($sql))$(.bind($bind))*.fetch_one().await.unwrap()
+    };
+}
+
+/// A cached list of the first column.
+macro_rules! column {
+    ($ctx:expr, $ty:ty, $sql:expr $(, $bind:expr)*) => {
+        $ctx.db.query_scalar::<$ty>($ctx.sql($sql))$(.bind($bind))*.fetch_all().await.unwrap()
+    };
+}
+
+async fn items<DB: cachalot::CacheDatabase>(ctx: &Ctx<DB>)
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'c> &'c CachedPool<DB>: sqlx::Executor<'c, Database = DB>,
+    <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    for sql in [
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(64) NOT NULL, owner BIGINT)",
+        "CREATE TABLE owners (id BIGINT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
+        "CREATE TABLE notes (id BIGINT PRIMARY KEY, body VARCHAR(64))",
+        "INSERT INTO owners (id, name) VALUES (1, 'ahab'), (2, 'ishmael')",
+        "INSERT INTO items (id, name, owner) VALUES (1, 'harpoon', 1), (2, 'compass', 2), (3, 'lantern', 1)",
+    ] {
+        sqlx::query(AssertSqlSafe(sql)).execute(&ctx.db).await.unwrap();
+    }
+}
+
+each_database! {
+    async fn repeated_read_is_a_hit(ctx, cache) {
+        items(&ctx).await;
+        let before = cache.stats();
+        let a = column!(ctx, String, "SELECT name FROM items WHERE owner = ? ORDER BY id", 1_i64);
+        let b = column!(ctx, String, "SELECT name FROM items WHERE owner = ? ORDER BY id", 1_i64);
+        assert_eq!(a, vec!["harpoon".to_string(), "lantern".to_string()]);
+        assert_eq!(a, b);
+        let after = cache.stats();
+        assert_eq!(after.misses - before.misses, 1);
+        assert_eq!(after.hits - before.hits, 1);
+        // Another parameter is another entry; the i64 1 and the string "1" never share one.
+        let other = column!(ctx, String, "SELECT name FROM items WHERE owner = ? ORDER BY id", 2_i64);
+        assert_eq!(other, vec!["compass".to_string()]);
+        assert_eq!(cache.stats().misses - before.misses, 2);
+    }
+
+    async fn empty_results_counts_and_aggregates_are_cached(ctx, cache) {
+        items(&ctx).await;
+        let before = cache.stats();
+        for _ in 0..2 {
+            assert!(column!(ctx, String, "SELECT name FROM items WHERE id = ?", 99_i64).is_empty());
+            assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM items"), 3);
+            assert_eq!(scalar!(ctx, i64, "SELECT max(id) FROM items"), 3);
+            let exists = ctx.db
+                .query_scalar::<i64>(ctx.sql("SELECT id FROM items WHERE EXISTS (SELECT 1 FROM owners WHERE owners.id = items.owner) ORDER BY id LIMIT 1"))
+                .fetch_optional()
+                .await
+                .unwrap();
+            assert_eq!(exists, Some(1));
+        }
+        let after = cache.stats();
+        assert_eq!(after.misses - before.misses, 4);
+        assert_eq!(after.hits - before.hits, 4);
+    }
+
+    async fn every_kind_of_write_invalidates(ctx, cache) {
+        items(&ctx).await;
+        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+        let mut expected = 3;
+        assert_eq!(count().await.unwrap(), expected);
+        assert_eq!(count().await.unwrap(), expected);
+
+        exec!(ctx, "INSERT INTO items (id, name, owner) VALUES (?, ?, ?)", 10_i64, "rope", 1_i64);
+        expected += 1;
+        assert_eq!(count().await.unwrap(), expected, "INSERT");
+
+        exec!(ctx, "DELETE FROM items WHERE id = ?", 10_i64);
+        expected -= 1;
+        assert_eq!(count().await.unwrap(), expected, "DELETE");
+
+        let upsert = if ctx.is("mysql") {
+            "INSERT INTO items (id, name, owner) VALUES (11, 'net', 2) ON DUPLICATE KEY UPDATE name = 'net'"
+        } else {
+            "INSERT INTO items (id, name, owner) VALUES (11, 'net', 2) ON CONFLICT (id) DO UPDATE SET name = 'net'"
+        };
+        exec!(ctx, upsert);
+        expected += 1;
+        assert_eq!(count().await.unwrap(), expected, "upsert");
+
+        exec!(ctx, "INSERT INTO items (id, name, owner) SELECT id + 100, name, NULL FROM owners");
+        expected += 2;
+        assert_eq!(count().await.unwrap(), expected, "INSERT ... SELECT");
+
+        let names = || ctx.db.query_scalar::<String>("SELECT name FROM items WHERE id = 1").fetch_one();
+        assert_eq!(names().await.unwrap(), "harpoon");
+        assert_eq!(names().await.unwrap(), "harpoon");
+        exec!(ctx, "UPDATE items SET name = ? WHERE id = ?", "spear", 1_i64);
+        assert_eq!(names().await.unwrap(), "spear", "UPDATE");
+
+        let columns = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items WHERE owner IS NULL").fetch_one();
+        assert_eq!(columns().await.unwrap(), 2);
+        exec!(ctx, "ALTER TABLE items ADD COLUMN weight BIGINT");
+        exec!(ctx, "UPDATE items SET owner = 1 WHERE owner IS NULL");
+        assert_eq!(columns().await.unwrap(), 0, "ALTER then UPDATE");
+
+        let truncate = if ctx.is("sqlite") { "DELETE FROM items" } else { "TRUNCATE TABLE items" };
+        exec!(ctx, truncate);
+        assert_eq!(count().await.unwrap(), 0, "TRUNCATE");
+        assert!(cache.stats().invalidations > 0);
+    }
+
+    async fn unrelated_writes_keep_entries(ctx, cache) {
+        items(&ctx).await;
+        let read = || ctx.db.query_scalar::<String>("SELECT name FROM items WHERE id = 2").fetch_one();
+        read().await.unwrap();
+        exec!(ctx, "INSERT INTO notes (id, body) VALUES (1, 'unrelated')");
+        exec!(ctx, "UPDATE owners SET name = 'queequeg' WHERE id = 2");
+        let before = cache.stats();
+        assert_eq!(read().await.unwrap(), "compass");
+        assert_eq!(cache.stats().hits - before.hits, 1, "a write to another table keeps the entry");
+        // `note` and `notes` are two tables; so are `items` and `items_archive`.
+        exec!(ctx, "CREATE TABLE items_archive (id BIGINT)");
+        assert_eq!(read().await.unwrap(), "compass");
+        assert_eq!(cache.stats().hits - before.hits, 2);
+    }
+
+    async fn complex_reads_follow_every_table_they_read(ctx, cache) {
+        items(&ctx).await;
+        let shapes = [
+            "SELECT i.name FROM items i JOIN owners o ON o.id = i.owner WHERE o.name = 'ahab' ORDER BY i.id",
+            "SELECT name FROM items WHERE owner IN (SELECT id FROM owners WHERE name = 'ahab') ORDER BY id",
+            "WITH mine AS (SELECT id FROM owners WHERE name = 'ahab') SELECT i.name FROM items i, mine WHERE i.owner = mine.id ORDER BY i.id",
+            "SELECT name FROM (SELECT i.name, i.id FROM items i WHERE i.owner = 1 UNION SELECT o.name, o.id + 1000 FROM owners o WHERE o.name = 'ahab') u ORDER BY id",
+        ];
+        for (n, sql) in shapes.iter().enumerate() {
+            let read = || ctx.db.query_scalar::<String>(ctx.sql(sql)).fetch_all();
+            let first = read().await.unwrap();
+            let hits = cache.stats().hits;
+            assert_eq!(read().await.unwrap(), first);
+            assert_eq!(cache.stats().hits, hits + 1, "shape {n} is cached");
+            // A write to the *second* table read changes the answer.
+            exec!(ctx, "UPDATE owners SET name = ? WHERE id = 1", format!("ahab{n}"));
+            let after = read().await.unwrap();
+            assert_ne!(after, first, "shape {n}: owners changed, the entry must be gone");
+            exec!(ctx, "UPDATE owners SET name = 'ahab' WHERE id = 1");
+            assert_eq!(read().await.unwrap(), first, "shape {n}");
+        }
+    }
+
+    async fn volatile_and_locking_reads_are_never_cached(ctx, cache) {
+        items(&ctx).await;
+        let mut shapes = vec!["SELECT count(*) FROM items WHERE id < random()"];
+        if ctx.is("sqlite") {
+            shapes.push("SELECT count(*) FROM items WHERE datetime('now') > '2000-01-01'");
+        } else {
+            shapes.push("SELECT count(*) FROM items WHERE now() > '2000-01-01'");
+            shapes.push("SELECT id FROM items WHERE id = 1 FOR UPDATE");
+        }
+        if ctx.is("mysql") {
+            shapes[0] = "SELECT count(*) FROM items WHERE id < rand()";
+        }
+        for sql in shapes {
+            let before = cache.stats();
+            for _ in 0..2 {
+                ctx.db.query_scalar::<i64>(AssertSqlSafe(sql)).fetch_one().await.unwrap();
+            }
+            let after = cache.stats();
+            assert_eq!(after.hits, before.hits, "{sql} was served from the cache");
+            assert_eq!(after.bypasses.total() - before.bypasses.total(), 2, "{sql}");
+        }
+    }
+
+    async fn syntax_errors_come_back_unchanged(ctx, cache) {
+        items(&ctx).await;
+        let cached = ctx.db.query_scalar::<i64>("SELEKT count(*) FROM items").fetch_one().await.unwrap_err();
+        let direct = sqlx::query_scalar::<_, i64>("SELEKT count(*) FROM items").fetch_one(&ctx.raw).await.unwrap_err();
+        assert_eq!(cached.to_string(), direct.to_string());
+        let through_executor = sqlx::query("SELEKT count(*) FROM items").execute(&ctx.db).await.unwrap_err();
+        assert_eq!(through_executor.to_string(), direct.to_string());
+        // An unparseable statement that may write invalidates the whole database.
+        let read = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owners").fetch_one();
+        read().await.unwrap();
+        let _ = sqlx::query("UPDATE owners SET name = 'x' WHERE id = 1 FROBNICATE").execute(&ctx.db).await;
+        let misses = cache.stats().misses;
+        read().await.unwrap();
+        assert_eq!(cache.stats().misses, misses + 1, "the epoch was bumped");
+    }
+
+    async fn allow_and_deny_lists(ctx, cache) {
+        items(&ctx).await;
+        let listed = builder().only_tables(["items", "owners"]).deny_tables(["owners"]).build().unwrap();
+        let db = listed.attach(ctx.raw.clone());
+        for _ in 0..2 {
+            db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap();
+            db.query_scalar::<i64>("SELECT count(*) FROM owners").fetch_one().await.unwrap();
+            db.query_scalar::<i64>("SELECT count(*) FROM notes").fetch_one().await.unwrap();
+            db.query_scalar::<i64>("SELECT count(*) FROM items JOIN owners ON owners.id = items.owner").fetch_one().await.unwrap();
+        }
+        let stats = listed.stats();
+        assert_eq!(stats.hits, 1, "only items alone is cacheable");
+        assert_eq!(stats.bypasses.get(cachalot::BypassReason::TableNotAllowed), 6);
+        let _ = cache;
+    }
+
+    async fn transactions_commit_rollback_and_savepoints(ctx, cache) {
+        items(&ctx).await;
+        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+        assert_eq!(count().await.unwrap(), 3);
+
+        // Rollback: nothing changes, nothing is invalidated.
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (20, 'buoy')")).execute(&mut tx).await.unwrap();
+        let inside = tx.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap();
+        assert_eq!(inside, 4, "the transaction sees its own write");
+        // Another session, through the cache, never sees uncommitted data.
+        assert_eq!(count().await.unwrap(), 3);
+        let invalidations = cache.stats().invalidations;
+        tx.rollback().await.unwrap();
+        assert_eq!(cache.stats().invalidations, invalidations, "a rollback invalidates nothing");
+        assert_eq!(count().await.unwrap(), 3);
+
+        // Commit: the data is visible through the cache as soon as commit returns.
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (21, 'oar')")).execute(&mut tx).await.unwrap();
+        assert_eq!(count().await.unwrap(), 3, "uncommitted, seen from another session");
+        tx.commit().await.unwrap();
+        assert_eq!(count().await.unwrap(), 4, "committed, seen at once");
+
+        // Savepoints: a rolled-back savepoint keeps its tables dirty; the outer commit invalidates.
+        let names = || ctx.db.query_scalar::<String>("SELECT name FROM owners WHERE id = 2").fetch_one();
+        assert_eq!(names().await.unwrap(), "ishmael");
+        let mut tx = ctx.db.begin().await.unwrap();
+        {
+            let mut sp = tx.begin().await.unwrap();
+            sqlx::query(ctx.sql("UPDATE owners SET name = 'starbuck' WHERE id = 2")).execute(&mut sp).await.unwrap();
+            sp.rollback().await.unwrap();
+        }
+        {
+            let mut sp = tx.begin().await.unwrap();
+            sqlx::query(ctx.sql("UPDATE owners SET name = 'stubb' WHERE id = 2")).execute(&mut sp).await.unwrap();
+            let seen = sp.query_scalar::<String>("SELECT name FROM owners WHERE id = 2").fetch_one().await.unwrap();
+            assert_eq!(seen, "stubb", "a dirty table is read from the transaction");
+            sp.commit().await.unwrap();
+        }
+        assert_eq!(names().await.unwrap(), "ishmael", "not committed yet");
+        tx.commit().await.unwrap();
+        assert_eq!(names().await.unwrap(), "stubb");
+
+        // Dropping a transaction rolls it back and invalidates nothing.
+        let invalidations = cache.stats().invalidations;
+        {
+            let mut tx = ctx.db.begin().await.unwrap();
+            sqlx::query(ctx.sql("DELETE FROM items")).execute(&mut tx).await.unwrap();
+        }
+        assert_eq!(cache.stats().invalidations, invalidations);
+        assert_eq!(count().await.unwrap(), 4);
+    }
+
+    async fn concurrent_session_during_a_transaction(ctx, cache) {
+        items(&ctx).await;
+        let reader = ctx.db.clone();
+        let count = move || {
+            let reader = reader.clone();
+            async move { reader.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap() }
+        };
+        assert_eq!(count().await, 3);
+        let mut tx = ctx.db.begin().await.unwrap();
+        for id in 30..35_i64 {
+            sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (?, 'x')")).bind(id).execute(&mut tx).await.unwrap();
+            // Another task, on another connection, keeps reading the committed state.
+            assert_eq!(tokio::spawn(count()).await.unwrap(), 3);
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(tokio::spawn(count()).await.unwrap(), 8);
+        let _ = cache;
+    }
+
+    async fn signals_once_per_table_after_commit_never_on_rollback(ctx, cache) {
+        items(&ctx).await;
+        let mut rx = ctx.db.subscribe();
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (40, 'a')")).execute(&mut tx).await.unwrap();
+        sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (41, 'b')")).execute(&mut tx).await.unwrap();
+        sqlx::query(ctx.sql("UPDATE owners SET name = 'flask' WHERE id = 1")).execute(&mut tx).await.unwrap();
+        assert!(rx.try_recv().is_err(), "nothing before commit");
+        tx.commit().await.unwrap();
+        let mut tables = Vec::new();
+        while let Ok(signal) = rx.try_recv() {
+            assert_eq!(&*signal.database, ctx.db.database());
+            tables.push(signal.table.map(|t| t.to_string()).unwrap_or_default());
+        }
+        tables.sort();
+        assert_eq!(tables, ["items", "owners"], "once per table");
+
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("DELETE FROM items")).execute(&mut tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert!(rx.try_recv().is_err(), "never on rollback");
+        let _ = cache;
+    }
+
+    async fn returning_stream_dropped_early_still_invalidates(ctx, cache) {
+        use futures_util::StreamExt;
+        items(&ctx).await;
+        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+        assert_eq!(count().await.unwrap(), 3);
+        {
+            let mut rows = sqlx::query(ctx.sql("DELETE FROM items WHERE id > ? RETURNING id")).bind(1_i64).fetch(&ctx.db);
+            let first = rows.next().await;
+            assert!(first.is_some_and(|r| r.is_ok()));
+        }
+        // The bump of a dropped stream runs on the runtime; it is done within moments.
+        let mut last = 0;
+        for _ in 0..100 {
+            last = count().await.unwrap();
+            if last == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(last, 1);
+        let _ = cache;
+    }
+
+    async fn disabled_cache_still_invalidates(ctx, cache) {
+        items(&ctx).await;
+        let read = || ctx.db.query_scalar::<String>("SELECT name FROM items WHERE id = 3").fetch_one();
+        assert_eq!(read().await.unwrap(), "lantern");
+        cache.set_enabled(false);
+        exec!(ctx, "UPDATE items SET name = 'candle' WHERE id = 3");
+        assert_eq!(read().await.unwrap(), "candle");
+        cache.set_enabled(true);
+        assert_eq!(read().await.unwrap(), "candle", "the write while disabled invalidated");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_databases_are_cached_and_invalidated() {
+    let cache = scenario_cache();
+    let ctx = Ctx::sqlite_file(cache.clone()).await;
+    items(&ctx).await;
+    let read = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+    assert_eq!(read().await.unwrap(), 3);
+    assert_eq!(read().await.unwrap(), 3);
+    assert_eq!(cache.stats().hits, 1);
+    exec!(ctx, "DELETE FROM items WHERE id = 1");
+    assert_eq!(read().await.unwrap(), 2);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_databases_never_share_entries() {
+    let cache = scenario_cache();
+    let a = Ctx::sqlite(cache.clone()).await;
+    let b = Ctx::sqlite(cache.clone()).await;
+    assert_ne!(a.db.database(), b.db.database());
+    items(&a).await;
+    items(&b).await;
+    exec!(b, "DELETE FROM items WHERE id = 1");
+    let count_a = || a.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+    let count_b = || b.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+    assert_eq!(count_a().await.unwrap(), 3);
+    assert_eq!(count_b().await.unwrap(), 2);
+    assert_eq!(count_a().await.unwrap(), 3);
+    let hits = cache.stats().hits;
+    exec!(b, "DELETE FROM items WHERE id = 2");
+    assert_eq!(count_a().await.unwrap(), 3);
+    assert_eq!(cache.stats().hits, hits + 1, "a write on b keeps a's entry");
+    assert_eq!(count_b().await.unwrap(), 1);
+    a.cleanup().await;
+    b.cleanup().await;
+}
