@@ -1,0 +1,371 @@
+//! The in-process backend: entries in a moka cache bounded in bytes, table states in sharded
+//! hash maps that are never evicted.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::ready;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use super::{BackendFuture, CacheBackend, Entry, Fetched, LockId, TableId, TokenState};
+use crate::key::QueryKey;
+use crate::version::Token;
+
+/// Default capacity: 64 MiB of entries.
+const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Table states are sharded so that readers of different tables never share a lock.
+const SHARDS: usize = 16;
+
+/// The embedded backend: fast, bounded, private to this process.
+///
+/// A hit returns the stored `Arc` of the value: nothing is serialized or copied. Entries are
+/// bounded by their approximate size in bytes and expire after their TTL; table states (tokens
+/// and locks) are kept apart and never evicted, since a lost lock would be a stale read.
+///
+/// Cloning is cheap and shares the cache.
+///
+/// ```
+/// use cachalot_core::Cachalot;
+/// use cachalot_core::backend::MemoryBackend;
+///
+/// let backend = MemoryBackend::builder().max_bytes(16 * 1024 * 1024).build();
+/// let cachalot = Cachalot::builder().backend(backend.clone()).build().unwrap();
+/// # let _ = cachalot;
+/// assert_eq!(backend.entry_count(), 0);
+/// assert_eq!(backend.max_bytes(), 16 * 1024 * 1024);
+/// ```
+#[derive(Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+/// Keys are hashes already (a [`QueryKey`]'s, a [`TableId`]'s): hashing them again is waste.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by the key types here; any mix works.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+type Fast = BuildHasherDefault<PassThrough>;
+type Shard = RwLock<HashMap<TableId, TableState, Fast>>;
+
+struct Inner {
+    entries: moka::sync::Cache<u128, Slot, Fast>,
+    tables: Box<[Shard]>,
+    max_bytes: u64,
+}
+
+/// What moka stores: the entry and how long it may live.
+#[derive(Clone)]
+struct Slot {
+    entry: Entry,
+    ttl: Duration,
+}
+
+/// A table's version: its token, and the writers holding a lock on it.
+#[derive(Debug, Default)]
+struct TableState {
+    token: Option<Token>,
+    holders: Vec<(LockId, Instant)>,
+}
+
+impl TableState {
+    fn state(&self, now: &mut Option<Instant>) -> TokenState {
+        if !self.holders.is_empty() {
+            // Reading the clock costs; only a table with holders needs it.
+            let now = *now.get_or_insert_with(Instant::now);
+            if self.holders.iter().any(|&(_, deadline)| deadline > now) {
+                return TokenState::Locked;
+            }
+        }
+        match self.token {
+            Some(token) => TokenState::Present(token),
+            None => TokenState::Missing,
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.holders.retain(|&(_, deadline)| deadline > now);
+    }
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<u128, Slot> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &u128,
+        slot: &Slot,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(slot.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &u128,
+        slot: &Slot,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.ttl)
+    }
+}
+
+/// Builds a [`MemoryBackend`].
+#[derive(Debug, Clone)]
+pub struct MemoryBackendBuilder {
+    max_bytes: u64,
+}
+
+impl MemoryBackendBuilder {
+    /// The most memory entries may take, in bytes (approximate: values are weighed by the
+    /// engine's weigher). Default: 64 MiB.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The backend.
+    pub fn build(self) -> MemoryBackend {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(self.max_bytes)
+            .weigher(|_key: &u128, slot: &Slot| {
+                u32::try_from(slot.entry.footprint()).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build_with_hasher(Fast::default());
+        MemoryBackend {
+            inner: Arc::new(Inner {
+                entries,
+                tables: (0..SHARDS).map(|_| RwLock::default()).collect(),
+                max_bytes: self.max_bytes,
+            }),
+        }
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend::builder().build()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend holding at most `max_bytes` of entries.
+    pub fn new(max_bytes: u64) -> Self {
+        MemoryBackend::builder().max_bytes(max_bytes).build()
+    }
+
+    /// A builder, with the default capacity of 64 MiB.
+    pub fn builder() -> MemoryBackendBuilder {
+        MemoryBackendBuilder {
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// The capacity in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.max_bytes
+    }
+
+    /// How many entries are stored (approximate until [`run_pending_tasks`](Self::run_pending_tasks)).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entries.entry_count()
+    }
+
+    /// The total weight of the stored entries, in bytes (approximate until
+    /// [`run_pending_tasks`](Self::run_pending_tasks)).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.entries.weighted_size()
+    }
+
+    /// Runs moka's pending maintenance (evictions, expirations) now instead of on later
+    /// accesses.
+    pub fn run_pending_tasks(&self) {
+        self.inner.entries.run_pending_tasks();
+    }
+
+    /// Forgets a table's token, as an eviction or a restart of a remote backend would; its
+    /// locks stay. The next read of the table is a miss.
+    pub fn drop_token(&self, table: &TableId) {
+        if let Some(state) = self.write_shard(table).get_mut(table) {
+            state.token = None;
+        }
+    }
+
+    fn shard(&self, table: &TableId) -> &Shard {
+        // Middle bits: the map uses the low ones for buckets and the high ones for tags.
+        let index = (table.hash64() >> 32) as usize % SHARDS;
+        &self.inner.tables[index]
+    }
+
+    fn write_shard(
+        &self,
+        table: &TableId,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<TableId, TableState, Fast>> {
+        // A panic cannot leave a table state half-updated: every update is one assignment.
+        self.shard(table)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn states(&self, tables: &[TableId]) -> Vec<TokenState> {
+        let mut now = None;
+        tables
+            .iter()
+            .map(|table| {
+                let shard = self
+                    .shard(table)
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                shard
+                    .get(table)
+                    .map_or(TokenState::Missing, |s| s.state(&mut now))
+            })
+            .collect()
+    }
+
+    fn init_now(&self, tables: &[TableId]) -> Vec<TokenState> {
+        let now = Instant::now();
+        tables
+            .iter()
+            .map(|table| {
+                let mut shard = self.write_shard(table);
+                let state = shard.entry(table.clone()).or_default();
+                state.prune(now);
+                if !state.holders.is_empty() {
+                    TokenState::Locked
+                } else {
+                    TokenState::Present(*state.token.get_or_insert_with(Token::fresh))
+                }
+            })
+            .collect()
+    }
+
+    fn lock_now(&self, tables: &[TableId], lock: LockId, ttl: Duration) {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(ttl)
+            .unwrap_or(now + Duration::from_secs(3600));
+        for table in tables {
+            let mut shard = self.write_shard(table);
+            let state = shard.entry(table.clone()).or_default();
+            state.prune(now);
+            state.token = None;
+            state.holders.push((lock, deadline));
+        }
+    }
+
+    fn bump_now(&self, tables: &[TableId], lock: Option<LockId>) -> Vec<Token> {
+        let now = Instant::now();
+        tables
+            .iter()
+            .map(|table| {
+                let mut shard = self.write_shard(table);
+                let state = shard.entry(table.clone()).or_default();
+                state.prune(now);
+                if let Some(lock) = lock
+                    && let Some(i) = state.holders.iter().position(|&(id, _)| id == lock)
+                {
+                    state.holders.swap_remove(i);
+                }
+                let token = Token::fresh();
+                state.token = Some(token);
+                token
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("entry_count", &self.entry_count())
+            .field("weighted_size", &self.weighted_size())
+            .finish()
+    }
+}
+
+impl CacheBackend for MemoryBackend {
+    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
+        let tokens = self.states(tables);
+        let entry = if tokens.iter().all(|s| matches!(s, TokenState::Present(_))) {
+            self.inner.entries.get(&key.hash()).map(|slot| slot.entry)
+        } else {
+            None
+        };
+        Box::pin(ready(Ok(Fetched { tokens, entry })))
+    }
+
+    fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
+        Box::pin(ready(Ok(self.init_now(tables))))
+    }
+
+    fn store<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        key: &'a QueryKey,
+        entry: Entry,
+        ttl: Duration,
+    ) -> BackendFuture<'a, bool> {
+        let current = self.states(tables);
+        let still_current = current.len() == entry.tokens.len()
+            && current
+                .iter()
+                .zip(entry.tokens.iter())
+                .all(|(state, token)| *state == TokenState::Present(*token));
+        if still_current {
+            self.inner.entries.insert(key.hash(), Slot { entry, ttl });
+        }
+        Box::pin(ready(Ok(still_current)))
+    }
+
+    fn lock<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        lock: LockId,
+        ttl: Duration,
+    ) -> BackendFuture<'a, ()> {
+        self.lock_now(tables, lock, ttl);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn bump<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        lock: Option<LockId>,
+    ) -> BackendFuture<'a, Vec<Token>> {
+        Box::pin(ready(Ok(self.bump_now(tables, lock))))
+    }
+
+    fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
+        Box::pin(ready(Ok(self.states(tables))))
+    }
+
+    fn clear(&self) -> BackendFuture<'_, ()> {
+        self.inner.entries.invalidate_all();
+        Box::pin(ready(Ok(())))
+    }
+}

@@ -1,0 +1,276 @@
+//! The engine: the version-token protocol that keeps cached reads correct.
+//!
+//! Read: one backend round trip fetches the tokens of every table read (and the database
+//! epoch) with the entry; the entry is served only if it was stored with exactly those tokens
+//! and the exact key material. On a miss the tokens are read *before* the query runs, so a
+//! write committed meanwhile makes the new entry unservable at once.
+//!
+//! Write: lock the written tables (readers then neither serve nor store them), run the write,
+//! then bump (a fresh token per table), whatever the write's outcome.
+//!
+//! The adapter calls, per statement:
+//! - [`Cachalot::analyze`] then [`Cachalot::decide`]: cache it, or why not;
+//! - for a cacheable read, [`Cachalot::read`] with a [`ReadSet`] and a
+//!   [`QueryKey`](crate::key::QueryKey) from [`Cachalot::key`];
+//! - for a write, [`Cachalot::begin_write`] before it runs (before `COMMIT` in a
+//!   transaction) and [`WriteGuard::finish`] after.
+
+mod flight;
+mod pending;
+mod read;
+mod write;
+
+pub use read::{Decision, ReadSet};
+pub use write::{WriteGuard, WriteSet};
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use tokio::sync::broadcast;
+
+use crate::backend::{CacheBackend, TableId};
+use crate::error::BackendError;
+use crate::key::KeyBuilder;
+use crate::settings::{CachalotBuilder, Settings};
+use crate::signal::{Invalidation, Signal};
+use crate::sql::{Analysis, Analyzer, AnalyzerConfig, Dialect};
+use crate::stats::{BypassReason, Counters, Stats};
+
+/// Automatic, always-correct query caching, invalidated per table.
+///
+/// Cheap to clone: clones share the cache, the settings and the counters.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cachalot_core::Cachalot;
+/// use cachalot_core::sql::Dialect;
+/// use cachalot_core::engine::{Decision, WriteSet};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cachalot = Cachalot::builder().build().unwrap();
+/// let db: Arc<str> = Arc::from("app");
+/// let sql = "SELECT name FROM users WHERE id = $1";
+///
+/// let analysis = cachalot.analyze(Dialect::Postgres, sql);
+/// let Decision::Cache(reads) = cachalot.decide(&db, &analysis) else { unreachable!() };
+/// let key = cachalot.key(&db, sql).param(&7_i64).result_type("String").finish();
+///
+/// // A miss runs the query, a hit does not.
+/// let run = || async { Ok::<_, std::io::Error>(String::from("Ada")) };
+/// let name = cachalot.read(&reads, key.clone(), String::len, run).await.unwrap();
+/// let again = cachalot.read(&reads, key.clone(), String::len, run).await.unwrap();
+/// assert_eq!(name, again);
+///
+/// // A write to `users` invalidates it.
+/// let guard = cachalot.begin_write(&db, &WriteSet::tables(["users"])).await;
+/// // ... run the UPDATE ...
+/// guard.finish().await;
+/// let stats = cachalot.stats();
+/// assert_eq!((stats.hits, stats.misses), (1, 1));
+/// assert!(cachalot.cached::<String>(&reads, &key).await.is_none());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Cachalot {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    settings: Settings,
+    backend: Arc<dyn CacheBackend>,
+    enabled: AtomicBool,
+    analyzers: [OnceLock<Analyzer>; 3],
+    stats: Counters,
+    signal: Signal,
+    flights: flight::Flights,
+    pending: pending::Pending,
+    temporaries: Temporaries,
+    /// Set by a backend error, cleared by the next success: one warning per outage.
+    degraded: AtomicBool,
+}
+
+/// Tables created `TEMPORARY`, per database: never cached afterwards.
+#[derive(Debug, Default)]
+struct Temporaries {
+    any: AtomicBool,
+    tables: RwLock<std::collections::HashSet<TableId>>,
+}
+
+impl Temporaries {
+    fn add(&self, table: TableId) {
+        self.tables
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(table);
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn contains_any(&self, tables: &[TableId]) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let set = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        tables.iter().any(|t| set.contains(t))
+    }
+}
+
+impl Cachalot {
+    /// A builder with the default settings.
+    pub fn builder() -> CachalotBuilder {
+        CachalotBuilder::default()
+    }
+
+    pub(crate) fn from_parts(settings: Settings, backend: Arc<dyn CacheBackend>) -> Self {
+        Cachalot {
+            inner: Arc::new(Inner {
+                enabled: AtomicBool::new(settings.enabled),
+                settings,
+                backend,
+                analyzers: Default::default(),
+                stats: Counters::default(),
+                signal: Signal::new(),
+                flights: flight::Flights::default(),
+                pending: pending::Pending::default(),
+                temporaries: Temporaries::default(),
+                degraded: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The settings the cache was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn CacheBackend> {
+        &self.inner.backend
+    }
+
+    /// Whether reads use the cache.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Turns the use of the cache by reads on or off. Writes invalidate either way, so
+    /// entries stored before are still correct when it is turned back on.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// The memoized analyzer of `dialect`, configured with the declared cacheable functions
+    /// and views.
+    pub fn analyzer(&self, dialect: Dialect) -> &Analyzer {
+        let slot = match dialect {
+            Dialect::Postgres => &self.inner.analyzers[0],
+            Dialect::MySql => &self.inner.analyzers[1],
+            Dialect::Sqlite => &self.inner.analyzers[2],
+        };
+        slot.get_or_init(|| {
+            let config = AnalyzerConfig {
+                cacheable_functions: self.inner.settings.cacheable_functions.clone(),
+                views: self.inner.settings.views.clone(),
+                ..AnalyzerConfig::default()
+            };
+            Analyzer::with_config(dialect, config)
+        })
+    }
+
+    /// Analyzes `sql` (memoized): the tables it reads and writes, and whether it may be cached.
+    pub fn analyze(&self, dialect: Dialect, sql: &str) -> Arc<Analysis> {
+        self.analyzer(dialect).analyze(sql)
+    }
+
+    /// Starts the key of `sql` sent to `database`, under the configured key prefix; add the
+    /// bound values and the result type, then [`finish`](KeyBuilder::finish) it.
+    pub fn key(&self, database: &str, sql: &str) -> KeyBuilder {
+        KeyBuilder::new(&self.inner.settings.key_prefix, database, sql)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Counts a read that the adapter sent to the database without asking the cache.
+    pub fn record_bypass(&self, reason: BypassReason) {
+        self.inner.stats.bypass(reason);
+    }
+
+    /// Receives an [`Invalidation`] per table per finished write.
+    pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.inner.signal.subscribe()
+    }
+
+    /// Whether some invalidation failed to reach the backend and is still being retried (its
+    /// tables are not cached by this process meanwhile).
+    pub fn has_pending_invalidations(&self) -> bool {
+        self.inner.pending.any()
+    }
+
+    /// Retries the failed invalidations now (a background task also does, with backoff).
+    /// Returns whether none is left.
+    pub async fn retry_pending_invalidations(&self) -> bool {
+        self.inner.retry_failed().await
+    }
+}
+
+impl Inner {
+    /// Why reads of `tables` must bypass the cache right now, if they must.
+    fn bypass_reason(self: &Arc<Self>, tables: &[TableId]) -> Option<BypassReason> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return Some(BypassReason::Disabled);
+        }
+        if self.settings.has_table_lists()
+            && tables
+                .iter()
+                .any(|t| !t.is_epoch() && !self.settings.table_allowed(t.table()))
+        {
+            return Some(BypassReason::TableNotAllowed);
+        }
+        if self.temporaries.contains_any(tables) {
+            return Some(BypassReason::TemporaryTable);
+        }
+        if self.pending.any() {
+            self.ensure_retry_task();
+            if self.pending.holds_any(tables) {
+                return Some(BypassReason::PendingInvalidation);
+            }
+        }
+        None
+    }
+
+    fn backend_failed(&self, operation: &'static str, error: &BackendError) {
+        self.stats.backend_error();
+        if self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::debug!(operation, %error, "cachalot: cache backend failed");
+        } else {
+            tracing::warn!(operation, %error, "cachalot: cache backend failed; queries run uncached until it recovers");
+        }
+    }
+
+    fn backend_ok(&self) {
+        if self.degraded.load(Ordering::Relaxed) && self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("cachalot: cache backend recovered");
+        }
+    }
+
+    fn note_temporaries(&self, database: &Arc<str>, analysis: &Analysis) {
+        for table in &analysis.creates_temporary {
+            self.temporaries
+                .add(TableId::new(database, table.name.as_str()));
+        }
+    }
+}
+
+impl fmt::Debug for Cachalot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cachalot")
+            .field("enabled", &self.is_enabled())
+            .field("settings", &self.inner.settings)
+            .field("backend", &self.inner.backend)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,344 @@
+//! The read path: decide, look up, and on a miss run the query once and store its result.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::flight::{self, Role, Shared};
+use super::{Cachalot, Inner};
+use crate::backend::{Entry, EntryValue, Fetched, TableId, TokenState};
+use crate::error::BackendError;
+use crate::key::QueryKey;
+use crate::sql::{Analysis, NotCacheable};
+use crate::stats::BypassReason;
+use crate::version::Token;
+
+/// The tables a cached read depends on: the database epoch first, then each table read
+/// (sorted, without duplicates).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadSet {
+    ids: Arc<[TableId]>,
+}
+
+impl ReadSet {
+    /// The read set of a read of `tables` (bare names) on `database`.
+    pub fn new<I, S>(database: &Arc<str>, tables: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut names: Vec<S> = tables.into_iter().collect();
+        names.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        names.dedup_by(|a, b| a.as_ref() == b.as_ref());
+        let ids = std::iter::once(TableId::epoch(database))
+            // The empty name is the epoch, already there.
+            .chain(
+                names
+                    .iter()
+                    .filter(|n| !n.as_ref().is_empty())
+                    .map(|n| TableId::new(database, n.as_ref())),
+            )
+            .collect();
+        ReadSet { ids }
+    }
+
+    /// The database read.
+    pub fn database(&self) -> &Arc<str> {
+        self.ids[0].database()
+    }
+
+    /// The tables read (bare names), without the epoch.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.ids[1..].iter().map(|t| &**t.table())
+    }
+
+    /// What the backend is asked about: the epoch, then the tables.
+    pub fn ids(&self) -> &[TableId] {
+        &self.ids
+    }
+}
+
+/// Whether a statement's result goes through the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Cache it; pass the read set to [`Cachalot::read`].
+    Cache(ReadSet),
+    /// Run it uncached, for this reason.
+    Bypass(BypassReason),
+}
+
+/// What the backend's answer means for a read of type `T`.
+enum Lookup<T> {
+    Hit(T),
+    Locked,
+    Missing,
+    Miss(Arc<[Token]>),
+}
+
+fn lookup<T: Clone + 'static>(
+    fetched: Fetched,
+    key: &QueryKey,
+    expected: usize,
+) -> Result<Lookup<T>, BackendError> {
+    if fetched.tokens.len() != expected {
+        return Err(BackendError::Corrupt(format!(
+            "{} token states for {expected} tables",
+            fetched.tokens.len()
+        )));
+    }
+    let mut missing = false;
+    for state in &fetched.tokens {
+        match state {
+            TokenState::Locked => return Ok(Lookup::Locked),
+            TokenState::Missing => missing = true,
+            TokenState::Present(_) => {}
+        }
+    }
+    if missing {
+        return Ok(Lookup::Missing);
+    }
+    if let Some(entry) = &fetched.entry
+        && entry.tokens.len() == fetched.tokens.len()
+        && entry
+            .tokens
+            .iter()
+            .zip(&fetched.tokens)
+            .all(|(stored, current)| TokenState::Present(*stored) == *current)
+        && key.matches(&entry.material)
+        && let EntryValue::Local(value) = &entry.value
+        // Another type under the same key is a miss, not an error.
+        && let Some(value) = value.downcast_ref::<T>()
+    {
+        return Ok(Lookup::Hit(value.clone()));
+    }
+    let tokens = fetched.tokens.iter().filter_map(|s| s.token()).collect();
+    Ok(Lookup::Miss(tokens))
+}
+
+impl Cachalot {
+    /// Decides whether `analysis`'s statement, sent to `database`, goes through the cache.
+    ///
+    /// Call it for every statement, writes included: it also records the tables a statement
+    /// creates `TEMPORARY`, whose reads are never cached afterwards. It counts nothing: count
+    /// a bypass with [`record_bypass`](Self::record_bypass), or use
+    /// [`read_analyzed`](Self::read_analyzed) which does both.
+    pub fn decide(&self, database: &Arc<str>, analysis: &Analysis) -> Decision {
+        self.inner.note_temporaries(database, analysis);
+        if !self.is_enabled() {
+            return Decision::Bypass(BypassReason::Disabled);
+        }
+        match &analysis.not_cacheable {
+            None => {}
+            Some(NotCacheable::TemporaryTable(_)) => {
+                return Decision::Bypass(BypassReason::TemporaryTable);
+            }
+            Some(_) => return Decision::Bypass(BypassReason::NotCacheable),
+        }
+        // `ReadSet::new` sorts and de-duplicates the bare names itself.
+        let reads = ReadSet::new(database, analysis.reads.iter().map(|t| t.name.as_str()));
+        match self.inner.bypass_reason(reads.ids()) {
+            Some(reason) => Decision::Bypass(reason),
+            None => Decision::Cache(reads),
+        }
+    }
+
+    /// Reads through the cache: returns the cached value of `key` if it is still valid, or
+    /// runs `fetch`, stores its result (if `Ok` and `weigh` says at most `max_entry_bytes`)
+    /// and returns it.
+    ///
+    /// - Bypasses the cache (runs `fetch`, stores nothing) when it is disabled, a table is not
+    ///   allowed, was created temporary, is locked by a writer, or has an invalidation pending.
+    /// - A backend error never reaches the caller: the query runs uncached.
+    /// - Concurrent identical misses (same key, same tokens) run `fetch` once; if that one
+    ///   fails or is cancelled, the others run their own `fetch`.
+    /// - An `Err` is returned as is and never cached.
+    /// - `weigh` gives the value's approximate size in bytes (it bounds the memory backend).
+    /// - Only [`EntryValue::Local`] entries are served for now; an encoded entry (a remote
+    ///   backend's) is a miss until the engine has a codec.
+    pub async fn read<T, E, W, F, Fut>(
+        &self,
+        reads: &ReadSet,
+        key: QueryKey,
+        weigh: W,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        W: FnOnce(&T) -> usize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &self.inner;
+        let ids = reads.ids();
+        if let Some(reason) = inner.bypass_reason(ids) {
+            inner.stats.bypass(reason);
+            return fetch().await;
+        }
+        let looked_up = match inner.backend.fetch(ids, &key).await {
+            Ok(fetched) => lookup::<T>(fetched, &key, ids.len()),
+            Err(err) => Err(err),
+        };
+        let tokens = match looked_up {
+            Ok(Lookup::Hit(value)) => {
+                inner.backend_ok();
+                inner.stats.hit();
+                return Ok(value);
+            }
+            Ok(Lookup::Miss(tokens)) => {
+                inner.backend_ok();
+                tokens
+            }
+            Ok(Lookup::Locked) => {
+                inner.stats.bypass(BypassReason::Locked);
+                return fetch().await;
+            }
+            Ok(Lookup::Missing) => match inner.init_tokens(ids).await {
+                Some(tokens) => tokens,
+                None => return fetch().await,
+            },
+            Err(err) => {
+                inner.backend_failed("fetch", &err);
+                inner.stats.bypass(BypassReason::BackendError);
+                return fetch().await;
+            }
+        };
+        inner.miss(ids, key, tokens, weigh, fetch).await
+    }
+
+    /// [`decide`](Self::decide) then [`read`](Self::read), counting a bypass.
+    pub async fn read_analyzed<T, E, W, F, Fut>(
+        &self,
+        database: &Arc<str>,
+        analysis: &Analysis,
+        key: QueryKey,
+        weigh: W,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        W: FnOnce(&T) -> usize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.decide(database, analysis) {
+            Decision::Cache(reads) => self.read(&reads, key, weigh, fetch).await,
+            Decision::Bypass(reason) => {
+                self.record_bypass(reason);
+                fetch().await
+            }
+        }
+    }
+
+    /// The cached value of `key` if a read would be served it right now, without running
+    /// anything, storing anything or counting anything.
+    pub async fn cached<T: Clone + Send + Sync + 'static>(
+        &self,
+        reads: &ReadSet,
+        key: &QueryKey,
+    ) -> Option<T> {
+        let ids = reads.ids();
+        if self.inner.bypass_reason(ids).is_some() {
+            return None;
+        }
+        let fetched = self.inner.backend.fetch(ids, key).await.ok()?;
+        match lookup::<T>(fetched, key, ids.len()) {
+            Ok(Lookup::Hit(value)) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl Inner {
+    /// Sets the missing tokens. `None` (counted) when the read must bypass.
+    async fn init_tokens(&self, ids: &[TableId]) -> Option<Arc<[Token]>> {
+        let states = match self.backend.init_tokens(ids).await {
+            Ok(states) if states.len() == ids.len() => states,
+            Ok(states) => {
+                let err = BackendError::Corrupt(format!(
+                    "{} token states for {} tables",
+                    states.len(),
+                    ids.len()
+                ));
+                self.backend_failed("init_tokens", &err);
+                self.stats.bypass(BypassReason::BackendError);
+                return None;
+            }
+            Err(err) => {
+                self.backend_failed("init_tokens", &err);
+                self.stats.bypass(BypassReason::BackendError);
+                return None;
+            }
+        };
+        self.backend_ok();
+        let tokens: Option<Arc<[Token]>> = states.iter().map(|s| s.token()).collect();
+        if tokens.is_none() {
+            // Locked since the fetch (or missing again: a lock came and went).
+            self.stats.bypass(BypassReason::Locked);
+        }
+        tokens
+    }
+
+    /// A miss with `tokens` read before the query: run it once for all identical concurrent
+    /// misses, and store its result with those tokens.
+    async fn miss<T, E, W, F, Fut>(
+        &self,
+        ids: &[TableId],
+        key: QueryKey,
+        tokens: Arc<[Token]>,
+        weigh: W,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        W: FnOnce(&T) -> usize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let leader = match self.flights.join(key.hash(), &tokens, key.material()) {
+            Role::Leader(leader) => Some(leader),
+            Role::Alone => None,
+            Role::Follower(receiver) => {
+                if let Some(shared) = flight::wait(receiver).await
+                    && let Some(value) = shared.downcast_ref::<T>()
+                {
+                    self.stats.coalesced();
+                    return Ok(value.clone());
+                }
+                // The leader failed or was cancelled: run it ourselves. Storing is still
+                // safe, our tokens were read before our own query.
+                None
+            }
+        };
+        self.stats.miss();
+        // On `Err` the leader is dropped here: its followers run their own query.
+        let value = fetch().await?;
+        let weight = weigh(&value);
+        if weight > self.settings.max_entry_bytes {
+            self.stats.bypass(BypassReason::TooLarge);
+            if let Some(leader) = leader {
+                leader.finish(|| Arc::new(value.clone()) as Shared);
+            }
+            return Ok(value);
+        }
+        let shared: Shared = Arc::new(value.clone());
+        if let Some(leader) = leader {
+            leader.finish(|| shared.clone());
+        }
+        let entry = Entry {
+            tokens,
+            material: key.material().clone(),
+            value: EntryValue::Local(shared),
+            weight,
+        };
+        match self
+            .backend
+            .store(ids, &key, entry, self.settings.ttl)
+            .await
+        {
+            Ok(true) => self.stats.store(),
+            // A write came in while the query ran: the entry could never be served.
+            Ok(false) => {}
+            Err(err) => self.backend_failed("store", &err),
+        }
+        Ok(value)
+    }
+}

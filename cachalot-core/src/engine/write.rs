@@ -1,0 +1,321 @@
+//! The write path: lock before the write, bump after it, whatever happens in between.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::read::ReadSet;
+use super::{Cachalot, Inner};
+use crate::backend::{LockId, TableId, TokenState};
+use crate::signal::Invalidation;
+use crate::sql::Analysis;
+
+/// The tables a write changes: named tables (bare names) and/or the whole database.
+///
+/// A transaction accumulates the write sets of its statements with [`merge`](Self::merge).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSet {
+    tables: BTreeSet<String>,
+    all: bool,
+}
+
+impl WriteSet {
+    /// Nothing written.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A write of `tables` (bare names).
+    pub fn tables<I, S>(tables: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut set = Self::new();
+        for t in tables {
+            set.add_table(t.as_ref());
+        }
+        set
+    }
+
+    /// A write that may change any table of the database (bumps its epoch).
+    pub fn all() -> Self {
+        WriteSet {
+            tables: BTreeSet::new(),
+            all: true,
+        }
+    }
+
+    /// What `analysis`'s statement writes.
+    pub fn from_analysis(analysis: &Analysis) -> Self {
+        let mut set = Self::tables(analysis.write_names());
+        set.all = analysis.writes_all;
+        set
+    }
+
+    /// Adds a table.
+    pub fn add_table(&mut self, table: &str) {
+        if !self.tables.contains(table) {
+            self.tables.insert(table.to_owned());
+        }
+    }
+
+    /// Adds the whole database.
+    pub fn add_all(&mut self) {
+        self.all = true;
+    }
+
+    /// Adds everything `other` writes.
+    pub fn merge(&mut self, other: &WriteSet) {
+        self.all |= other.all;
+        for t in &other.tables {
+            self.add_table(t);
+        }
+    }
+
+    /// Whether nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty() && !self.all
+    }
+
+    /// Whether the whole database is written.
+    pub fn is_all(&self) -> bool {
+        self.all
+    }
+
+    /// The tables named, sorted.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(String::as_str)
+    }
+
+    fn ids(&self, database: &Arc<str>) -> Vec<TableId> {
+        let mut ids = Vec::with_capacity(self.tables.len() + 1);
+        // The empty name is the epoch's: it is bumped once whichever way it is named.
+        if self.all || self.tables.contains("") {
+            ids.push(TableId::epoch(database));
+        }
+        ids.extend(
+            self.tables
+                .iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| TableId::new(database, t.as_str())),
+        );
+        ids
+    }
+}
+
+/// The bump a write owes.
+#[derive(Debug, Default)]
+struct BumpJob {
+    ids: Vec<TableId>,
+    lock: Option<LockId>,
+    /// The lock failed: the tables are held in this process until the bump succeeds.
+    held: bool,
+}
+
+/// A write in flight: its tables are locked. [`finish`](Self::finish) it once the write is
+/// done (committed, failed, whatever the outcome).
+///
+/// Dropped unfinished (a cancelled future, an early-dropped stream), it still bumps: in a task
+/// on the current tokio runtime, or, without a runtime, as a pending invalidation retried
+/// later (its tables are not cached by this process meanwhile). A crash leaves only the
+/// locks, which expire after `lock_ttl` and then read as missing tokens.
+#[must_use = "finish() the guard once the write is done"]
+pub struct WriteGuard {
+    inner: Arc<Inner>,
+    job: BumpJob,
+    done: bool,
+}
+
+impl WriteGuard {
+    /// Bumps every written table and sends the invalidation signal.
+    pub async fn finish(mut self) {
+        if !self.done {
+            self.inner.complete(&self.job).await;
+            // Not before: a finish cancelled during the bump leaves it to `Drop`.
+            self.done = true;
+        }
+    }
+
+    /// The tables locked (the database epoch included if the whole database is written).
+    pub fn tables(&self) -> &[TableId] {
+        &self.job.ids
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let job = std::mem::take(&mut self.job);
+        let inner = self.inner.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { inner.complete(&job).await });
+            }
+            Err(_) => {
+                inner.signal(&job.ids, |_| SystemTime::now());
+                inner.stats.invalidations(job.ids.len());
+                inner.record_failed(&job.ids, job.lock, job.held);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGuard")
+            .field("tables", &self.job.ids)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Cachalot {
+    /// Starts a write of `writes` on `database`: locks every written table (for `lock_ttl`),
+    /// so that readers neither serve nor store them until the returned guard is finished.
+    ///
+    /// Call it just before the statement runs, or just before `COMMIT` in a transaction (with
+    /// everything the transaction wrote), and [`finish`](WriteGuard::finish) the guard after,
+    /// whatever the outcome. Works whether the cache is enabled or not.
+    pub async fn begin_write(&self, database: &Arc<str>, writes: &WriteSet) -> WriteGuard {
+        let ids = writes.ids(database);
+        let inner = &self.inner;
+        if ids.is_empty() {
+            return WriteGuard {
+                inner: inner.clone(),
+                job: BumpJob::default(),
+                done: true,
+            };
+        }
+        if inner.pending.has_failed() {
+            // Opportunistic retry: the backend is about to be asked anyway.
+            inner.retry_failed().await;
+        }
+        let lock = LockId::fresh();
+        let held = match inner
+            .backend
+            .lock(&ids, lock, inner.settings.lock_ttl)
+            .await
+        {
+            Ok(()) => {
+                inner.backend_ok();
+                false
+            }
+            Err(err) => {
+                inner.backend_failed("lock", &err);
+                inner.pending.hold(&ids);
+                true
+            }
+        };
+        WriteGuard {
+            inner: inner.clone(),
+            job: BumpJob {
+                ids,
+                lock: Some(lock),
+                held,
+            },
+            done: false,
+        }
+    }
+
+    /// Invalidates `tables` (bare names) of `database` now, for changes made outside this
+    /// cache's sight (another application, a trigger, a manual fix).
+    pub async fn invalidate<I, S>(&self, database: &Arc<str>, tables: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let job = BumpJob {
+            ids: WriteSet::tables(tables).ids(database),
+            lock: None,
+            held: false,
+        };
+        if !job.ids.is_empty() {
+            self.inner.complete(&job).await;
+        }
+    }
+
+    /// Invalidates everything cached for `database` at once (bumps its epoch).
+    pub async fn invalidate_all(&self, database: &Arc<str>) {
+        let job = BumpJob {
+            ids: vec![TableId::epoch(database)],
+            lock: None,
+            held: false,
+        };
+        self.inner.complete(&job).await;
+    }
+
+    /// When reads of `tables` on `database` were last invalidated: the latest time in the
+    /// current tokens of the tables and of the database epoch (a token set by the first read
+    /// of a table counts as an invalidation at that time; a table being written counts as
+    /// now). `None` if no token is known or the backend failed.
+    pub async fn last_invalidation<I, S>(
+        &self,
+        database: &Arc<str>,
+        tables: I,
+    ) -> Option<SystemTime>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let reads = ReadSet::new(database, tables);
+        match self.inner.backend.tokens(reads.ids()).await {
+            Ok(states) => {
+                self.inner.backend_ok();
+                states
+                    .iter()
+                    .filter_map(|s| match s {
+                        TokenState::Present(token) => Some(token.time()),
+                        TokenState::Locked => Some(SystemTime::now()),
+                        TokenState::Missing => None,
+                    })
+                    .max()
+            }
+            Err(err) => {
+                self.inner.backend_failed("tokens", &err);
+                None
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Bumps a write's tables, sends the signal and counts; a failed bump is held and retried.
+    async fn complete(self: &Arc<Self>, job: &BumpJob) {
+        match self.backend.bump(&job.ids, job.lock).await {
+            Ok(tokens) => {
+                self.backend_ok();
+                if job.held {
+                    self.pending.release(&job.ids);
+                }
+                self.signal(&job.ids, |i| {
+                    tokens.get(i).map_or_else(SystemTime::now, |t| t.time())
+                });
+            }
+            Err(err) => {
+                self.backend_failed("bump", &err);
+                self.record_failed(&job.ids, job.lock, job.held);
+                self.signal(&job.ids, |_| SystemTime::now());
+            }
+        }
+        self.stats.invalidations(job.ids.len());
+    }
+
+    /// One event per table (`None` for the epoch).
+    fn signal(&self, ids: &[TableId], time: impl Fn(usize) -> SystemTime) {
+        if !self.signal.has_receivers() {
+            return;
+        }
+        for (i, id) in ids.iter().enumerate() {
+            self.signal.send(Invalidation {
+                database: id.database().clone(),
+                table: (!id.is_epoch()).then(|| id.table().clone()),
+                time: time(i),
+            });
+        }
+    }
+}
