@@ -111,7 +111,7 @@ where
 {
     /// Attaches a cache with the default settings (in-process memory backend) to `pool`.
     pub fn new(pool: Pool<DB>) -> Self {
-        Self::with_cache(pool, Cachalot::builder().build().unwrap_or_else(|_| unreachable!()))
+        Self::with_cache(pool, Cachalot::default())
     }
 
     /// Attaches `cache` to `pool`. Several pools may share one cache: entries are kept

@@ -251,6 +251,12 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     /// [`TokenState::Locked`].
     fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>>;
 
+    /// Whether this backend keeps values as bytes ([`EntryValue::Encoded`]) rather than in
+    /// process: the engine then stores only values read with a codec.
+    fn encodes_values(&self) -> bool {
+        false
+    }
+
     /// Stores `entry` under `key`'s hash for at most `ttl`, replacing any entry there, if the
     /// current tokens of `tables` (the same tables as the read's
     /// [`fetch`](Self::fetch)) are still the entry's. Otherwise the entry could never be served
@@ -291,6 +297,9 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
 }
 
 impl<B: CacheBackend + ?Sized> CacheBackend for Arc<B> {
+    fn encodes_values(&self) -> bool {
+        (**self).encodes_values()
+    }
     fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
         (**self).fetch(tables, key)
     }

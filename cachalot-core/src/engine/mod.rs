@@ -16,10 +16,12 @@
 //!   transaction) and [`WriteGuard::finish`] after.
 
 mod flight;
+mod options;
 mod pending;
 mod read;
 mod write;
 
+pub use options::{Codec, ReadOptions};
 pub use read::{Decision, ReadSet};
 pub use write::{WriteGuard, WriteSet};
 
@@ -272,5 +274,15 @@ impl fmt::Debug for Cachalot {
             .field("backend", &self.inner.backend)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+impl Default for Cachalot {
+    /// The default settings with the memory backend.
+    fn default() -> Self {
+        Cachalot::from_parts(
+            Settings::default(),
+            Arc::new(crate::backend::MemoryBackend::default()),
+        )
     }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::flight::{self, Role, Shared};
+use super::options::{Codec, ReadOptions};
 use super::{Cachalot, Inner};
 use crate::backend::{Entry, EntryValue, Fetched, TableId, TokenState};
 use crate::error::BackendError;
@@ -78,6 +79,7 @@ fn lookup<T: Clone + 'static>(
     fetched: Fetched,
     key: &QueryKey,
     expected: usize,
+    codec: Option<&Codec<T>>,
 ) -> Result<Lookup<T>, BackendError> {
     if fetched.tokens.len() != expected {
         return Err(BackendError::Corrupt(format!(
@@ -104,11 +106,21 @@ fn lookup<T: Clone + 'static>(
             .zip(&fetched.tokens)
             .all(|(stored, current)| TokenState::Present(*stored) == *current)
         && key.matches(&entry.material)
-        && let EntryValue::Local(value) = &entry.value
-        // Another type under the same key is a miss, not an error.
-        && let Some(value) = value.downcast_ref::<T>()
     {
-        return Ok(Lookup::Hit(value.clone()));
+        match &entry.value {
+            // Another type under the same key is a miss, not an error.
+            EntryValue::Local(value) => {
+                if let Some(value) = value.downcast_ref::<T>() {
+                    return Ok(Lookup::Hit(value.clone()));
+                }
+            }
+            // Bytes of an older row type, or corrupt: a miss, overwritten by the next store.
+            EntryValue::Encoded(bytes) => {
+                if let Some(Ok(value)) = codec.map(|c| (c.decode)(bytes)) {
+                    return Ok(Lookup::Hit(value));
+                }
+            }
+        }
     }
     let tokens = fetched.tokens.iter().filter_map(|s| s.token()).collect();
     Ok(Lookup::Miss(tokens))
@@ -152,12 +164,32 @@ impl Cachalot {
     ///   fails or is cancelled, the others run their own `fetch`.
     /// - An `Err` is returned as is and never cached.
     /// - `weigh` gives the value's approximate size in bytes (it bounds the memory backend).
-    /// - Only [`EntryValue::Local`] entries are served for now; an encoded entry (a remote
-    ///   backend's) is a miss until the engine has a codec.
+    /// - A backend that stores bytes keeps nothing without a codec: see
+    ///   [`read_with`](Self::read_with).
     pub async fn read<T, E, W, F, Fut>(
         &self,
         reads: &ReadSet,
         key: QueryKey,
+        weigh: W,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        W: FnOnce(&T) -> usize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.read_with(reads, key, ReadOptions::default(), weigh, fetch)
+            .await
+    }
+
+    /// [`read`](Self::read) with options: a TTL of its own, and the codec a backend that
+    /// stores bytes (Redis) needs to keep the value.
+    pub async fn read_with<T, E, W, F, Fut>(
+        &self,
+        reads: &ReadSet,
+        key: QueryKey,
+        options: ReadOptions<T>,
         weigh: W,
         fetch: F,
     ) -> Result<T, E>
@@ -174,7 +206,7 @@ impl Cachalot {
             return fetch().await;
         }
         let looked_up = match inner.backend.fetch(ids, &key).await {
-            Ok(fetched) => lookup::<T>(fetched, &key, ids.len()),
+            Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
             Err(err) => Err(err),
         };
         let tokens = match looked_up {
@@ -201,7 +233,7 @@ impl Cachalot {
                 return fetch().await;
             }
         };
-        inner.miss(ids, key, tokens, weigh, fetch).await
+        inner.miss(ids, key, tokens, options, weigh, fetch).await
     }
 
     /// [`decide`](Self::decide) then [`read`](Self::read), counting a bypass.
@@ -240,7 +272,7 @@ impl Cachalot {
             return None;
         }
         let fetched = self.inner.backend.fetch(ids, key).await.ok()?;
-        match lookup::<T>(fetched, key, ids.len()) {
+        match lookup::<T>(fetched, key, ids.len(), None) {
             Ok(Lookup::Hit(value)) => Some(value),
             _ => None,
         }
@@ -284,6 +316,7 @@ impl Inner {
         ids: &[TableId],
         key: QueryKey,
         tokens: Arc<[Token]>,
+        options: ReadOptions<T>,
         weigh: W,
         fetch: F,
     ) -> Result<T, E>
@@ -323,16 +356,28 @@ impl Inner {
         if let Some(leader) = leader {
             leader.finish(|| shared.clone());
         }
+        let value_stored = if self.backend.encodes_values() {
+            let encoded = options.codec.map(|codec| (codec.encode)(&value));
+            match encoded {
+                Some(Ok(bytes)) => EntryValue::Encoded(bytes.into()),
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "cachalot: a value failed to encode; not stored");
+                    return Ok(value);
+                }
+                // Nothing to keep it with: the read simply stays a miss.
+                None => return Ok(value),
+            }
+        } else {
+            EntryValue::Local(shared)
+        };
         let entry = Entry {
             tokens,
             material: key.material().clone(),
-            value: EntryValue::Local(shared),
+            value: value_stored,
             weight,
         };
-        match self
-            .backend
-            .store(ids, &key, entry, self.settings.ttl)
-            .await
+        let ttl = options.ttl.unwrap_or(self.settings.ttl);
+        match self.backend.store(ids, &key, entry, ttl).await
         {
             Ok(true) => self.stats.store(),
             // A write came in while the query ran: the entry could never be served.
