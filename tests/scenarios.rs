@@ -529,3 +529,25 @@ async fn two_databases_never_share_entries() {
     a.cleanup().await;
     b.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schemas_behind_one_cache_never_share_entries() {
+    let Some(a) = PgFixture::new().await else { return };
+    let Some(b) = PgFixture::new().await else { return };
+    let cache = scenario_cache();
+    let da = cache.attach(a.pool.clone());
+    let db = cache.attach(b.pool.clone());
+    assert_ne!(da.database(), db.database(), "search_path is part of the identity");
+    for (pool, v) in [(&da, 1_i64), (&db, 2_i64)] {
+        sqlx::query("CREATE TABLE t (v BIGINT)").execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES ($1)").bind(v).execute(pool).await.unwrap();
+    }
+    async fn read(pool: &CachedPool<sqlx::Postgres>) -> Vec<i64> {
+        pool.query_scalar::<i64>("SELECT v FROM t").fetch_all().await.unwrap()
+    }
+    assert_eq!(read(&da).await, [1]);
+    assert_eq!(read(&db).await, [2]);
+    assert_eq!(read(&da).await, [1]);
+    a.cleanup().await;
+    b.cleanup().await;
+}

@@ -13,8 +13,9 @@ pub trait CacheDatabase: Database {
     /// The dialect statements are analyzed in.
     const DIALECT: Dialect;
 
-    /// The identity of the database the options connect to, without credentials:
-    /// two pools on one database share entries, two databases never do.
+    /// The identity of the database the options connect to, without the password: two pools
+    /// on one database, as one user with the same startup options, share entries; anything
+    /// else never does.
     fn identity(options: &<Self::Connection as Connection>::Options) -> String;
 
     /// Asks the server which isolation level a transaction gets by default, as the server
@@ -51,11 +52,19 @@ impl CacheDatabase for sqlx::Postgres {
             Some(socket) => socket.display().to_string(),
             None => options.get_host().to_owned(),
         };
-        format!(
-            "postgres://{host}:{}/{}",
+        let user = options.get_username();
+        // The user (row-level security) and the startup options (search_path) change what
+        // the same SQL returns: pools differing in either must not share entries.
+        let mut identity = format!(
+            "postgres://{user}@{host}:{}/{}",
             options.get_port(),
-            options.get_database().unwrap_or(options.get_username())
-        )
+            options.get_database().unwrap_or(user)
+        );
+        if let Some(startup) = options.get_options() {
+            identity.push_str("?options=");
+            identity.push_str(startup);
+        }
+        identity
     }
 }
 
@@ -85,8 +94,10 @@ impl CacheDatabase for sqlx::MySql {
             Some(socket) => socket.display().to_string(),
             None => options.get_host().to_owned(),
         };
+        // The user, as its privileges can change what the same SQL returns.
         format!(
-            "mysql://{host}:{}/{}",
+            "mysql://{}@{host}:{}/{}",
+            options.get_username(),
             options.get_port(),
             options.get_database().unwrap_or_default()
         )

@@ -15,7 +15,8 @@ pub fn pg_url() -> String {
 }
 
 pub fn mysql_url() -> String {
-    std::env::var("DATABASE_URL_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("DATABASE_URL_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 pub fn redis_url() -> String {
@@ -53,8 +54,9 @@ fn stale(name: &str) -> bool {
     let (_, Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    pid.parse::<u32>()
-        .is_ok_and(|pid| pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    pid.parse::<u32>().is_ok_and(|pid| {
+        pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    })
 }
 
 /// A PostgreSQL pool whose connections use a schema of their own (via search_path).
@@ -83,9 +85,11 @@ impl PgFixture {
         .await
         .unwrap_or_default();
         for name in leftovers.into_iter().filter(|n| stale(n)) {
-            let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
-                .execute(&admin)
-                .await;
+            let _ = sqlx::query(AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+            )))
+            .execute(&admin)
+            .await;
         }
         let schema = unique_name("pg");
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
