@@ -104,10 +104,11 @@ where
         if analysis.is_read_only() {
             Routed::Read(forwarded, analysis)
         } else {
-            if analysis.writes_all {
+            if analysis.writes_all && self.shared.first_warning(forwarded.sql.as_str()) {
                 tracing::warn!(
                     sql = forwarded.sql.as_str(),
-                    "cachalot: statement not attributable to tables; invalidating the whole database"
+                    reason = ?analysis.not_cacheable,
+                    "cachalot: statement not attributable to tables; every write of it invalidates the whole database"
                 );
             }
             Routed::Write(forwarded, WriteSet::from_analysis(&analysis))

@@ -58,6 +58,21 @@ pub(crate) struct Shared {
     /// A `SET SESSION ... ISOLATION LEVEL` went through some pooled connection: the default
     /// no longer says what a transaction gets, so assume the strictest.
     session_isolation_changed: AtomicBool,
+    /// Hashes of the statements already warned about, so each is logged once.
+    warned: std::sync::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl Shared {
+    /// Whether this is the first warning about `sql` (bounded: a flood of distinct generated
+    /// statements is logged until the set is full, then not at all).
+    pub(crate) fn first_warning(&self, sql: &str) -> bool {
+        const MAX_WARNED: usize = 1024;
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        warned.len() < MAX_WARNED && warned.insert(cachalot_core::sql::sql_hash(sql))
+    }
 }
 
 impl<DB: CacheDatabase> Clone for CachedPool<DB>
