@@ -3,32 +3,46 @@
 //! Reads are every relation the walk meets, minus CTE names in scope and table functions.
 //! Writes are the targets of each DML statement met at any depth (writable CTEs included),
 //! and for schema changes every table the statement names. Whatever cannot be attributed to
-//! tables invalidates everything.
+//! tables invalidates everything, and so does a call of a function the analyzer does not know,
+//! since it may run any statement.
+//!
+//! Before parsing, [`nesting`] bounds the depth of the syntax tree from the tokens, and the
+//! parser's recursion limit bounds the rest, so that no input overflows the stack.
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AlterTableOperation, CopySource, Delete, Expr, FromTable, FunctionArguments, InTarget,
-    ObjectName, ObjectType, Query, RenameTableNameKind, Select, Set, SetExpr, Statement,
-    TableFactor, TableObject, TableWithJoins, TransactionIsolationLevel, TransactionMode, Value,
-    ValueWithSpan, Visit, Visitor,
+    AlterTableOperation, CascadeOption, ContextModifier, CopySource, Delete, Expr, FromTable,
+    Function, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget, ObjectName, ObjectType,
+    Query, RenameTableNameKind, Select, Set, SetExpr, Statement, TableFactor, TableObject,
+    TableWithJoins, TransactionIsolationLevel, TransactionMode, Value, ValueWithSpan, Visit,
+    Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::functions::{self, Verdict};
 use super::names;
+use super::nesting;
 use super::{
     Analysis, AnalyzerConfig, Dialect, IsolationLevel, NotCacheable, StatementKind, Table,
     TransactionControl,
 };
 
-const DEFAULT_RECURSION_LIMIT: usize = 64;
-/// A parse error quotes the SQL it failed on; keep the reason short whatever the input size.
+/// sqlparser's frames are large: at this limit, the deepest statements (nested joins and
+/// derived tables) need about 1.1 MiB of stack in a debug build and 0.9 MiB in release,
+/// which leaves room for the caller on a 2 MiB thread.
+const DEFAULT_RECURSION_LIMIT: usize = 40;
+/// Longest parse error message kept, in characters.
 const MAX_ERROR_CHARS: usize = 200;
 /// Views may be declared on top of views; a cycle in the user's map must not loop.
 const MAX_VIEW_DEPTH: usize = 16;
+/// Deepest syntax tree analyzed (see [`nesting`]): walking and dropping the tree recurse once per
+/// level, and this many levels fit comfortably in a 2 MiB thread stack even in a debug build.
+const MAX_TREE_DEPTH: usize = 256;
 
 pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> Analysis {
     let limit = match config.recursion_limit {
@@ -36,17 +50,17 @@ pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> A
         n => n,
     };
     let parsed = match dialect {
-        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, sql),
-        Dialect::MySql => parse(&MySqlDialect {}, limit, sql),
-        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, sql),
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, false, sql),
+        Dialect::MySql => parse(&MySqlDialect {}, limit, true, sql),
+        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, false, sql),
     };
-    let statements = match parsed {
-        Ok(statements) => statements,
+    let (statements, lexical) = match parsed {
+        Ok(parsed) => parsed,
         Err(message) => return Analysis::unparsed(message),
     };
     let mut analyses = statements
         .iter()
-        .map(|statement| analyze_statement(dialect, config, statement));
+        .map(|statement| analyze_statement(dialect, config, &lexical, statement));
     match (analyses.next(), statements.len()) {
         (None, _) => Analysis {
             kind: StatementKind::Utility,
@@ -81,31 +95,72 @@ fn multiple(first: Analysis) -> Analysis {
     }
 }
 
+/// What the parsed statement loses of the SQL text: the scope word of `SET SESSION
+/// TRANSACTION` / `SET GLOBAL TRANSACTION` (MySQL), which sqlparser drops. Taken from the
+/// first statement; a string of several statements is analyzed as [`StatementKind::Multiple`].
+#[derive(Default)]
+struct Lexical {
+    set_scope: Option<Keyword>,
+}
+
+/// Tokenizes, bounds the nesting, parses. `ampersands_are_and`: whether `&&` is MySQL's `AND`.
 fn parse(
     dialect: &dyn sqlparser::dialect::Dialect,
     limit: usize,
+    ampersands_are_and: bool,
     sql: &str,
-) -> Result<Vec<Statement>, String> {
-    Parser::new(dialect)
+) -> Result<(Vec<Statement>, Lexical), String> {
+    let tokens = Tokenizer::new(dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| shorten(e.to_string()))?;
+    if nesting::too_deep(&tokens, MAX_TREE_DEPTH, ampersands_are_and) {
+        return Err(format!(
+            "the statement nests deeper than {MAX_TREE_DEPTH} levels"
+        ));
+    }
+    let mut words = tokens.iter().filter_map(|t| match &t.token {
+        Token::Whitespace(_) => None,
+        Token::Word(word) => Some(Some(word.keyword)),
+        _ => Some(None),
+    });
+    let lexical = Lexical {
+        set_scope: match (words.next(), words.next()) {
+            (
+                Some(Some(Keyword::SET)),
+                Some(Some(scope @ (Keyword::SESSION | Keyword::GLOBAL | Keyword::LOCAL))),
+            ) => Some(scope),
+            _ => None,
+        },
+    };
+    let statements = Parser::new(dialect)
         .with_recursion_limit(limit)
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
-        .map_err(|e| {
-            let message = e.to_string();
-            match message.char_indices().nth(MAX_ERROR_CHARS) {
-                Some((cut, _)) => format!("{}...", &message[..cut]),
-                None => message,
-            }
-        })
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| shorten(e.to_string()))?;
+    Ok((statements, lexical))
 }
 
-fn analyze_statement(dialect: Dialect, config: &AnalyzerConfig, statement: &Statement) -> Analysis {
+/// A parse error quotes the SQL it failed on; keep the reason short whatever the input size.
+fn shorten(message: String) -> String {
+    match message.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}...", &message[..cut]),
+        None => message,
+    }
+}
+
+fn analyze_statement(
+    dialect: Dialect,
+    config: &AnalyzerConfig,
+    lexical: &Lexical,
+    statement: &Statement,
+) -> Analysis {
     if let Statement::Explain {
         analyze, statement, ..
     } = statement
     {
         // EXPLAIN ANALYZE runs the statement; plain EXPLAIN only plans it.
-        let inner = analyze_statement(dialect, config, statement);
+        let inner = analyze_statement(dialect, config, lexical, statement);
         let (writes, writes_all) = if *analyze {
             (inner.writes, inner.writes_all)
         } else {
@@ -123,7 +178,7 @@ fn analyze_statement(dialect: Dialect, config: &AnalyzerConfig, statement: &Stat
 
     let mut walk = Walk::new(dialect, config);
     let _ = statement.visit(&mut walk);
-    let kind = walk.top_level(statement);
+    let kind = walk.top_level(statement, lexical);
 
     let not_cacheable = match kind {
         StatementKind::Query if walk.nested_write => Some(NotCacheable::Write),
@@ -169,8 +224,8 @@ struct Walk<'c> {
     dialect: Dialect,
     config: &'c AnalyzerConfig,
     scopes: Vec<CteScope>,
-    /// Addresses of names that are table functions, not tables.
-    functions: HashSet<usize>,
+    /// Addresses of names that are not tables: table functions, aliases named as targets.
+    not_tables: HashSet<usize>,
     reads: BTreeSet<Table>,
     writes: BTreeSet<Table>,
     writes_all: bool,
@@ -178,7 +233,7 @@ struct Walk<'c> {
     reason: Option<NotCacheable>,
     depth: usize,
     nested_write: bool,
-    /// A DDL statement that changes no table data (`DROP INDEX`, `CREATE INDEX` without ...).
+    /// A DDL statement that names no table and changes no row (`DROP INDEX name`).
     harmless_ddl: bool,
 }
 
@@ -193,7 +248,7 @@ impl<'c> Walk<'c> {
             dialect,
             config,
             scopes: Vec::new(),
-            functions: HashSet::new(),
+            not_tables: HashSet::new(),
             reads: BTreeSet::new(),
             writes: BTreeSet::new(),
             writes_all: false,
@@ -245,7 +300,8 @@ impl<'c> Walk<'c> {
 
     fn write_relations(&mut self, tables: &[TableWithJoins]) {
         for twj in tables {
-            let factors = std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
+            let factors =
+                std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation));
             for factor in factors {
                 match factor {
                     TableFactor::Table { name, .. } => self.write(name),
@@ -257,11 +313,58 @@ impl<'c> Walk<'c> {
 
     fn function(&mut self, name: &ObjectName, args: usize) {
         let (schema, name) = names::function_name(name);
-        match functions::classify(&name, schema.as_deref(), args, &self.config.cacheable_functions)
-        {
+        match functions::classify(
+            &name,
+            schema.as_deref(),
+            args,
+            &self.config.cacheable_functions,
+        ) {
             Verdict::Deterministic => {}
             Verdict::Volatile => self.not_cacheable(NotCacheable::Volatile(name)),
-            Verdict::Unknown => self.not_cacheable(NotCacheable::UnknownFunction(name)),
+            Verdict::Unknown => {
+                // A function the analyzer does not know may also write tables
+                // (a PostgreSQL or MySQL function can run any statement).
+                self.writes_all = true;
+                self.not_cacheable(NotCacheable::UnknownFunction(name));
+            }
+        }
+    }
+
+    /// `nextval('seq')` / `setval('seq', n)` write the sequence, which `SELECT last_value
+    /// FROM seq` reads; a sequence named by anything but a literal could be any one.
+    fn sequence_write(&mut self, function: &Function) {
+        let (_, name) = names::function_name(&function.name);
+        if !functions::SEQUENCE_WRITERS.contains(&name.as_str()) {
+            return;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            self.writes_all = true;
+            return;
+        };
+        match list.args.first() {
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))) => match literal(expr) {
+                Some(text) => self.write_named(&text),
+                None => self.writes_all = true,
+            },
+            _ => self.writes_all = true,
+        }
+    }
+
+    /// Writes a table named by a string (`'public.Seq'` or `'"Seq"'`), parsed as the
+    /// dialect would.
+    fn write_named(&mut self, text: &str) {
+        let parsed = match self.dialect {
+            Dialect::Postgres => Parser::new(&PostgreSqlDialect {}).try_with_sql(text),
+            Dialect::MySql => Parser::new(&MySqlDialect {}).try_with_sql(text),
+            Dialect::Sqlite => Parser::new(&SQLiteDialect {}).try_with_sql(text),
+        }
+        .and_then(|mut parser| {
+            let name = parser.parse_object_name(false)?;
+            Ok((parser.peek_token_ref().token == Token::EOF).then_some(name))
+        });
+        match parsed {
+            Ok(Some(name)) if !name.0.is_empty() => self.write(&name),
+            _ => self.writes_all = true,
         }
     }
 
@@ -269,41 +372,75 @@ impl<'c> Walk<'c> {
         let from = match &delete.from {
             FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
         };
-        if delete.tables.is_empty() {
+        if delete.tables.is_empty() && delete.using.is_none() {
             self.write_relations(from);
             return;
         }
-        // MySQL `DELETE a FROM items AS a JOIN ...`: targets may be aliases.
-        let sources: Vec<&TableWithJoins> = from
+        // MySQL `DELETE a FROM items AS a JOIN ...` and `DELETE FROM a USING items AS a ...`:
+        // the targets may be aliases of tables named in FROM / USING.
+        let sources: Vec<&TableFactor> = from
             .iter()
             .chain(delete.using.iter().flatten())
+            .flat_map(|twj| {
+                std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+            })
             .collect();
-        for target in &delete.tables {
-            let resolved = sources.iter().find_map(|twj| {
-                std::iter::once(&twj.relation)
-                    .chain(twj.joins.iter().map(|j| &j.relation))
-                    .find_map(|factor| match factor {
+        let targets: Vec<&ObjectName> = if delete.tables.is_empty() {
+            let mut targets = Vec::new();
+            for twj in from {
+                for factor in
+                    std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation))
+                {
+                    match factor {
+                        // With an alias, the name is the table itself (PostgreSQL).
+                        TableFactor::Table {
+                            name, alias: None, ..
+                        } => targets.push(name),
+                        TableFactor::Table { name, .. } => self.write(name),
+                        _ => self.writes_all = true,
+                    }
+                }
+            }
+            targets
+        } else {
+            delete.tables.iter().collect()
+        };
+        for target in targets {
+            let resolved = match target.0.as_slice() {
+                [_] => {
+                    let target_name = names::parts(self.dialect, target).concat();
+                    sources.iter().find_map(|factor| match factor {
                         TableFactor::Table {
                             name,
                             alias: Some(alias),
                             ..
-                        } if target.0.len() == 1
-                            && names::fold(self.dialect, &alias.name)
-                                == names::parts(self.dialect, target).concat() =>
-                        {
-                            Some(name)
-                        }
+                        } if names::fold(self.dialect, &alias.name) == target_name => Some(name),
                         _ => None,
                     })
-            });
-            self.write(resolved.unwrap_or(target));
+                }
+                _ => None,
+            };
+            match resolved {
+                Some(table) => {
+                    self.not_tables.insert(addr(target));
+                    self.write(table);
+                }
+                None => self.write(target),
+            }
         }
     }
 
     /// The kind of the top-level statement, adding the writes that the walk alone does not see.
-    fn top_level(&mut self, statement: &Statement) -> StatementKind {
+    fn top_level(&mut self, statement: &Statement, lexical: &Lexical) -> StatementKind {
         match statement {
-            Statement::Query(_) => StatementKind::Query,
+            // `WITH ... INSERT / UPDATE / DELETE / MERGE` parse as a query around the statement.
+            Statement::Query(query) => match &*query.body {
+                SetExpr::Insert(_) => StatementKind::Insert,
+                SetExpr::Update(_) => StatementKind::Update,
+                SetExpr::Delete(_) => StatementKind::Delete,
+                SetExpr::Merge(_) => StatementKind::Merge,
+                _ => StatementKind::Query,
+            },
             Statement::Insert(_) => StatementKind::Insert,
             Statement::Update(_) => StatementKind::Update,
             Statement::Delete(_) => StatementKind::Delete,
@@ -311,6 +448,10 @@ impl<'c> Walk<'c> {
             Statement::Truncate(truncate) => {
                 for target in &truncate.table_names {
                     self.write(&target.name);
+                }
+                // PostgreSQL's CASCADE also empties every table with a foreign key to these.
+                if truncate.cascade == Some(CascadeOption::Cascade) {
+                    self.writes_all = true;
                 }
                 StatementKind::Truncate
             }
@@ -330,6 +471,10 @@ impl<'c> Walk<'c> {
             }
             Statement::CreateTable(create) => {
                 self.write(&create.name);
+                // A new partition is part of its parent table.
+                if let Some(parent) = &create.partition_of {
+                    self.write(parent);
+                }
                 if create.temporary {
                     self.creates_temporary.push(self.table(&create.name));
                 }
@@ -412,13 +557,19 @@ impl<'c> Walk<'c> {
                 TransactionControl::Release(names::fold(self.dialect, name)),
             ),
             Statement::Set(Set::SetTransaction { modes, session, .. }) => {
-                StatementKind::Transaction(TransactionControl::SetTransaction {
-                    isolation: isolation(modes),
-                    session: *session,
-                })
+                match lexical.set_scope {
+                    // MySQL's `SET GLOBAL TRANSACTION` only changes sessions opened later.
+                    Some(Keyword::GLOBAL) => StatementKind::Utility,
+                    scope => StatementKind::Transaction(TransactionControl::SetTransaction {
+                        isolation: isolation(modes),
+                        session: *session || scope == Some(Keyword::SESSION),
+                    }),
+                }
             }
-            Statement::Set(_)
-            | Statement::ShowFunctions { .. }
+            // Isolation set through a variable (`SET default_transaction_isolation = ...`,
+            // `SET SESSION transaction_isolation = ...`); any other `SET` is a utility.
+            Statement::Set(set) => isolation_variable(self.dialect, set),
+            Statement::ShowFunctions { .. }
             | Statement::ShowVariable { .. }
             | Statement::ShowStatus { .. }
             | Statement::ShowVariables { .. }
@@ -481,6 +632,95 @@ fn isolation(modes: &[TransactionMode]) -> Option<IsolationLevel> {
     })
 }
 
+/// `SET` of a variable that holds the transaction isolation level: where the level applies,
+/// following each database's rules; any other `SET` is a [`StatementKind::Utility`].
+fn isolation_variable(dialect: Dialect, set: &Set) -> StatementKind {
+    let assignments: Vec<(Option<&ContextModifier>, &ObjectName, Option<&Expr>)> = match set {
+        Set::SingleAssignment {
+            scope,
+            variable,
+            values,
+            ..
+        } => vec![(scope.as_ref(), variable, values.first())],
+        Set::MultipleAssignments { assignments } => assignments
+            .iter()
+            .map(|a| (a.scope.as_ref(), &a.name, Some(&a.value)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut kind = StatementKind::Utility;
+    for (scope, variable, value) in assignments {
+        let parts: Vec<String> = variable
+            .0
+            .iter()
+            .map(|part| part.to_string().to_ascii_lowercase())
+            .collect();
+        let (prefix, name) = match parts.as_slice() {
+            [name] => (None, name.as_str()),
+            [prefix, name] => (Some(prefix.as_str()), name.as_str()),
+            _ => continue,
+        };
+        let global = scope == Some(&ContextModifier::Global) || prefix == Some("@@global");
+        let session = match (dialect, name.trim_start_matches("@@")) {
+            // MySQL: `@@transaction_isolation` is the next transaction's level, any other
+            // spelling without GLOBAL the session's.
+            (Dialect::MySql, "transaction_isolation" | "tx_isolation") if !global => {
+                !name.starts_with("@@")
+            }
+            // PostgreSQL: `transaction_isolation` is the current transaction's level, the
+            // session's default is `default_transaction_isolation` (LOCAL: this transaction).
+            (Dialect::Postgres, "transaction_isolation") => false,
+            (Dialect::Postgres, "default_transaction_isolation")
+                if scope != Some(&ContextModifier::Local) =>
+            {
+                true
+            }
+            _ => continue,
+        };
+        kind = StatementKind::Transaction(TransactionControl::SetTransaction {
+            isolation: value.and_then(isolation_value),
+            session,
+        });
+    }
+    kind
+}
+
+/// An isolation level spelled as a value: `'READ-COMMITTED'`, `'read committed'`, ...
+fn isolation_value(value: &Expr) -> Option<IsolationLevel> {
+    let text = match value {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(text) | Value::DoubleQuotedString(text),
+            ..
+        }) => text.clone(),
+        Expr::Identifier(ident) => ident.value.clone(),
+        _ => return None,
+    };
+    let words: Vec<String> = text
+        .split(['-', '_', ' '])
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    match words.join(" ").as_str() {
+        "read uncommitted" => Some(IsolationLevel::ReadUncommitted),
+        "read committed" => Some(IsolationLevel::ReadCommitted),
+        "repeatable read" => Some(IsolationLevel::RepeatableRead),
+        "serializable" => Some(IsolationLevel::Serializable),
+        _ => None,
+    }
+}
+
+/// The text of a string literal, through casts (`'seq'::regclass`).
+fn literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(text),
+            ..
+        }) => Some(text.clone()),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => literal(expr),
+        _ => None,
+    }
+}
+
 fn argument_count(args: &FunctionArguments) -> usize {
     match args {
         FunctionArguments::None => 0,
@@ -536,7 +776,11 @@ impl Visitor for Walk<'_> {
             && let Some(i) = scope.queries.iter().position(|&q| q == me)
         {
             // A non-recursive CTE sees the CTEs before it; its own name still means the table.
-            scope.visible = if scope.recursive { scope.names.len() } else { i };
+            scope.visible = if scope.recursive {
+                scope.names.len()
+            } else {
+                i
+            };
         }
         let (names, queries, recursive) = match &query.with {
             Some(with) => (
@@ -544,7 +788,10 @@ impl Visitor for Walk<'_> {
                     .iter()
                     .map(|cte| names::fold(self.dialect, &cte.alias.name))
                     .collect(),
-                with.cte_tables.iter().map(|cte| addr(&*cte.query)).collect(),
+                with.cte_tables
+                    .iter()
+                    .map(|cte| addr(&*cte.query))
+                    .collect(),
                 with.recursive,
             ),
             None => (Vec::new(), Vec::new(), false),
@@ -588,7 +835,7 @@ impl Visitor for Walk<'_> {
                 args: Some(args),
                 ..
             } => {
-                self.functions.insert(addr(name));
+                self.not_tables.insert(addr(name));
                 self.function(name, args.args.len());
             }
             TableFactor::Function { name, args, .. } => self.function(name, args.len()),
@@ -598,7 +845,7 @@ impl Visitor for Walk<'_> {
     }
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        if self.functions.contains(&addr(relation)) || self.is_cte(relation) {
+        if self.not_tables.contains(&addr(relation)) || self.is_cte(relation) {
             return ControlFlow::Continue(());
         }
         let table = self.table(relation);
@@ -616,20 +863,28 @@ impl Visitor for Walk<'_> {
             Expr::Function(function) => {
                 let args = argument_count(&function.args);
                 self.function(&function.name, args);
+                self.sequence_write(function);
             }
             Expr::In {
-                target: InTarget::Table {
-                    name,
-                    args: Some(args),
-                },
+                target:
+                    InTarget::Table {
+                        name,
+                        args: Some(args),
+                    },
                 ..
             } => {
-                self.functions.insert(addr(name));
+                self.not_tables.insert(addr(name));
                 self.function(name, args.len());
             }
             // MySQL user variables and system variables depend on the session.
             Expr::Identifier(ident) if ident.value.starts_with('@') => {
                 self.not_cacheable(NotCacheable::Volatile(ident.value.clone()));
+            }
+            Expr::CompoundIdentifier(parts)
+                if parts.first().is_some_and(|p| p.value.starts_with('@')) =>
+            {
+                let name = parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>();
+                self.not_cacheable(NotCacheable::Volatile(name.join(".")));
             }
             _ => {}
         }

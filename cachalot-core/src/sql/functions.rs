@@ -4,6 +4,9 @@
 //! behind the cache's back or change between calls, so it makes the query uncacheable unless
 //! the user declares it cacheable. The volatile list only gives a clearer reason.
 
+use std::collections::{BTreeSet, HashSet};
+use std::sync::OnceLock;
+
 /// Functions whose result changes between calls or depends on the session.
 const VOLATILE: &[&str] = &[
     "now",
@@ -69,7 +72,24 @@ const VOLATILE: &[&str] = &[
     "release_lock",
     "benchmark",
     "load_file",
+    "gen_random_bytes",
+    "gen_salt",
+    "random_normal",
+    "array_shuffle",
+    "array_sample",
+    "uuid_generate_v1mc",
+    "random_bytes",
+    "uuid_generate_v7",
+    "uuid7",
+    "gen_ulid",
+    "generate_ulid",
+    "ulid",
+    "pgp_sym_encrypt",
+    "pgp_pub_encrypt",
 ];
+
+/// Volatile functions that write the sequence their first argument names.
+pub(crate) const SEQUENCE_WRITERS: &[&str] = &["nextval", "setval"];
 
 /// Functions known to be deterministic: same arguments, same result, no table read.
 const DETERMINISTIC: &[&str] = &[
@@ -302,6 +322,149 @@ const DETERMINISTIC: &[&str] = &[
     "isempty",
     "num_nulls",
     "num_nonnulls",
+    // constructors and conversions
+    "array",
+    "row",
+    "values",
+    "try_cast",
+    "grouping",
+    "any_value",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_slope",
+    "regr_intercept",
+    "to_char",
+    "to_date",
+    "to_number",
+    "to_timestamp",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "justify_days",
+    "justify_hours",
+    "justify_interval",
+    "isfinite",
+    "date_bin",
+    "to_tsvector",
+    "to_tsquery",
+    "plainto_tsquery",
+    "phraseto_tsquery",
+    "websearch_to_tsquery",
+    "ts_rank",
+    "ts_rank_cd",
+    "ts_headline",
+    "setweight",
+    "array_to_json",
+    "row_to_json",
+    "json_populate_record",
+    "json_populate_recordset",
+    "jsonb_populate_record",
+    "jsonb_populate_recordset",
+    "json_to_record",
+    "json_to_recordset",
+    "jsonb_to_record",
+    "jsonb_to_recordset",
+    "jsonb_path_query",
+    "jsonb_path_query_array",
+    "jsonb_path_query_first",
+    "jsonb_path_exists",
+    "jsonb_path_match",
+    "jsonb_exists",
+    "regexp_split_to_array",
+    "regexp_split_to_table",
+    "string_to_table",
+    "array_fill",
+    "array_ndims",
+    "sha224",
+    "sha256",
+    "sha384",
+    "sha512",
+    "convert_from",
+    "convert_to",
+    "gcd",
+    "lcm",
+    "factorial",
+    "scale",
+    "int4range",
+    "int8range",
+    "numrange",
+    "tsrange",
+    "tstzrange",
+    "daterange",
+    "range_merge",
+    "uuid_generate_v3",
+    "uuid_generate_v5",
+    "uuid_nil",
+    "digest",
+    "hmac",
+    "crypt",
+    "similarity",
+    "word_similarity",
+    "strict_word_similarity",
+    // MySQL dates and strings (all take the date as an argument)
+    "str_to_date",
+    "date_add",
+    "date_sub",
+    "adddate",
+    "subdate",
+    "addtime",
+    "subtime",
+    "timestampdiff",
+    "timestampadd",
+    "from_unixtime",
+    "makedate",
+    "maketime",
+    "last_day",
+    "dayname",
+    "monthname",
+    "dayofmonth",
+    "dayofyear",
+    "weekday",
+    "week",
+    "weekofyear",
+    "quarter",
+    "yearweek",
+    "time_format",
+    "sec_to_time",
+    "time_to_sec",
+    "from_days",
+    "period_add",
+    "period_diff",
+    "inet_aton",
+    "inet_ntoa",
+    "uuid_to_bin",
+    "bin_to_uuid",
+    "crc32",
+    "to_base64",
+    "from_base64",
+    "strcmp",
+    "isnull",
+    "ord",
+    "mid",
+    "json_array_append",
+    "json_array_insert",
+    "json_merge_patch",
+    "json_merge_preserve",
+    "json_search",
+    "json_depth",
+    "json_pretty",
+    "json_overlaps",
+    // SQLite
+    "likely",
+    "unlikely",
+    "likelihood",
+    "json_error_position",
+    "jsonb_extract",
+    "jsonb_object",
+    "jsonb_array",
+    "jsonb_replace",
+    "jsonb_remove",
+    "jsonb_patch",
+    "jsonb_group_array",
+    "jsonb_group_object",
     "cast",
     "convert",
 ];
@@ -346,10 +509,14 @@ pub(crate) fn classify(
     name: &str,
     schema: Option<&str>,
     args: usize,
-    declared: &std::collections::BTreeSet<String>,
+    declared: &BTreeSet<String>,
 ) -> Verdict {
     if declared.contains(name) {
         return Verdict::Deterministic;
+    }
+    // A schema-qualified call is only a built-in when the schema is the system one.
+    if schema.is_some_and(|s| s != "pg_catalog") {
+        return Verdict::Unknown;
     }
     if let Some(&(_, min)) = CLOCK_WITHOUT_ARGS.iter().find(|(n, _)| *n == name) {
         return if args < min {
@@ -358,16 +525,27 @@ pub(crate) fn classify(
             Verdict::Deterministic
         };
     }
-    if VOLATILE.contains(&name) {
-        return Verdict::Volatile;
-    }
-    // A schema-qualified call is only a built-in when the schema is the system one.
-    let builtin_schema = schema.is_none_or(|s| s == "pg_catalog");
-    if builtin_schema && DETERMINISTIC.contains(&name) {
+    let (volatile, deterministic) = sets();
+    // PostgreSQL's pg_* functions (advisory locks, sizes, catalog lookups) and SQLite's
+    // pragma_* table functions read the server's state but write no table.
+    if volatile.contains(name) || name.starts_with("pg_") || name.starts_with("pragma_") {
+        Verdict::Volatile
+    } else if deterministic.contains(name) {
         Verdict::Deterministic
     } else {
         Verdict::Unknown
     }
+}
+
+/// The lists as hash sets, built once.
+fn sets() -> &'static (HashSet<&'static str>, HashSet<&'static str>) {
+    static SETS: OnceLock<(HashSet<&'static str>, HashSet<&'static str>)> = OnceLock::new();
+    SETS.get_or_init(|| {
+        (
+            VOLATILE.iter().copied().collect(),
+            DETERMINISTIC.iter().copied().collect(),
+        )
+    })
 }
 
 /// String literals that PostgreSQL turns into the current time when cast to a date/time type.

@@ -17,6 +17,12 @@ pub const fn sql_hash(sql: &str) -> u64 {
     xxhash_rust::const_xxh3::xxh3_64(sql.as_bytes())
 }
 
+/// The same hash as [`sql_hash`], computed at run time by the vectorized implementation,
+/// about ten times faster than the `const` one.
+pub(crate) fn runtime_hash(sql: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(sql.as_bytes())
+}
+
 pub(crate) const DEFAULT_CAPACITY: usize = 16 * 1024;
 const SHARDS: usize = 16;
 
@@ -85,5 +91,27 @@ impl Memo {
             shard.clear();
         }
         shard.insert(hash, (sql.into(), analysis));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{runtime_hash, sql_hash};
+
+    #[test]
+    fn runtime_and_const_hashes_agree() {
+        let long = "SELECT * FROM t WHERE a = 1 AND ".repeat(100);
+        for sql in [
+            "",
+            "S",
+            "SELECT 1",
+            "SELECT * FROM users WHERE id = $1",
+            long.as_str(),
+        ] {
+            for end in 0..sql.len().min(300) {
+                assert_eq!(runtime_hash(&sql[..end]), sql_hash(&sql[..end]));
+            }
+            assert_eq!(runtime_hash(sql), sql_hash(sql));
+        }
     }
 }

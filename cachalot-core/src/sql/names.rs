@@ -31,7 +31,10 @@ pub(crate) fn table(dialect: Dialect, config: &AnalyzerConfig, name: &ObjectName
     let mut parts = parts(dialect, name);
     let name = parts.pop().unwrap_or_default();
     let schema = parts.pop().filter(|schema| {
-        let default = config.default_schema.as_deref().or(dialect.default_schema());
+        let default = config
+            .default_schema
+            .as_deref()
+            .or(dialect.default_schema());
         default.is_none_or(|d| !d.eq_ignore_ascii_case(schema))
     });
     Table { schema, name }
