@@ -551,3 +551,54 @@ async fn postgres_schemas_behind_one_cache_never_share_entries() {
     a.cleanup().await;
     b.cleanup().await;
 }
+
+each_database! {
+    async fn foreign_key_cascades_invalidate_the_child(ctx, cache) {
+        exec!(ctx, "CREATE TABLE parents (id BIGINT PRIMARY KEY)");
+        exec!(ctx, "CREATE TABLE kids (id BIGINT PRIMARY KEY, parent BIGINT REFERENCES parents (id) ON DELETE CASCADE)");
+        exec!(ctx, "CREATE TABLE toys (id BIGINT PRIMARY KEY, kid BIGINT REFERENCES kids (id) ON DELETE CASCADE)");
+        exec!(ctx, "INSERT INTO parents VALUES (1), (2)");
+        exec!(ctx, "INSERT INTO kids VALUES (10, 1), (20, 2)");
+        exec!(ctx, "INSERT INTO toys VALUES (100, 10), (200, 20)");
+        let kids = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM kids").fetch_one();
+        let toys = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM toys").fetch_one();
+        assert_eq!((kids().await.unwrap(), toys().await.unwrap()), (2, 2));
+        assert_eq!((kids().await.unwrap(), toys().await.unwrap()), (2, 2));
+        // The DELETE names only `parents`; the cascade empties kids and toys too.
+        exec!(ctx, "DELETE FROM parents WHERE id = 1");
+        assert_eq!(kids().await.unwrap(), 1, "cascade to kids");
+        assert_eq!(toys().await.unwrap(), 1, "cascade to toys, transitively");
+        // The same inside a transaction, invalidated at commit.
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("DELETE FROM parents WHERE id = 2")).execute(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!((kids().await.unwrap(), toys().await.unwrap()), (0, 0));
+        let _ = cache;
+    }
+
+    async fn triggers_invalidate_what_they_may_write(ctx, cache) {
+        exec!(ctx, "CREATE TABLE orders (id BIGINT PRIMARY KEY)");
+        exec!(ctx, "CREATE TABLE audit (id BIGINT)");
+        if ctx.is("postgresql") {
+            sqlx::raw_sql(
+                "CREATE FUNCTION log_order() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END $$; \
+                 CREATE TRIGGER order_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION log_order();",
+            )
+            .execute(&ctx.db)
+            .await
+            .unwrap();
+        } else if ctx.is("mysql") {
+            exec!(ctx, "CREATE TRIGGER order_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit VALUES (NEW.id)");
+        } else {
+            exec!(ctx, "CREATE TRIGGER order_audit AFTER INSERT ON orders BEGIN INSERT INTO audit VALUES (NEW.id); END");
+        }
+        let audit = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM audit").fetch_one();
+        assert_eq!(audit().await.unwrap(), 0);
+        assert_eq!(audit().await.unwrap(), 0);
+        let hits = cache.stats().hits;
+        assert!(hits >= 1);
+        exec!(ctx, "INSERT INTO orders VALUES (1)");
+        assert_eq!(audit().await.unwrap(), 1, "the trigger's write is not stale");
+    }
+}

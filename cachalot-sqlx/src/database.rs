@@ -21,6 +21,24 @@ pub trait CacheDatabase: Database {
     /// Asks the server which isolation level a transaction gets by default, as the server
     /// prints it (`read committed`, `REPEATABLE-READ`, ...).
     fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>>;
+
+    /// Reads the writes the SQL does not show from the catalog: the `(parent, child)` pairs of
+    /// foreign keys whose `ON DELETE` / `ON UPDATE` action changes the child, and the tables
+    /// that have triggers. Names as the analyzer normalizes them.
+    fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>>;
+}
+
+/// Cascading foreign keys as `(parent, child)` and the tables with triggers.
+pub type CatalogDependents = (Vec<(String, String)>, Vec<String>);
+
+fn lower(pairs: Vec<(String, String)>, tables: Vec<String>) -> CatalogDependents {
+    (
+        pairs
+            .into_iter()
+            .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
+            .collect(),
+        tables.into_iter().map(|t| t.to_lowercase()).collect(),
+    )
 }
 
 /// Parses an isolation level as servers print it (`read committed`, `REPEATABLE-READ`, ...).
@@ -45,6 +63,27 @@ impl CacheDatabase for sqlx::Postgres {
 
     fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>> {
         Box::pin(sqlx::query_scalar("SHOW transaction_isolation").fetch_one(pool))
+    }
+
+    fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>> {
+        Box::pin(async move {
+            // relname is the exact name: unquoted names are stored folded, as the analyzer
+            // folds them; quoted ones keep their case on both sides.
+            let pairs = sqlx::query_as(
+                "SELECT p.relname::text, c.relname::text FROM pg_constraint k \
+                 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_class c ON c.oid = k.conrelid \
+                 WHERE k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))",
+            )
+            .fetch_all(pool)
+            .await?;
+            let triggered = sqlx::query_scalar(
+                "SELECT DISTINCT c.relname::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok((pairs, triggered))
+        })
     }
 
     fn identity(options: &sqlx::postgres::PgConnectOptions) -> String {
@@ -89,6 +128,26 @@ impl CacheDatabase for sqlx::MySql {
         })
     }
 
+    fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>> {
+        Box::pin(async move {
+            let pairs = sqlx::query_as(
+                "SELECT CAST(REFERENCED_TABLE_NAME AS CHAR), CAST(TABLE_NAME AS CHAR) \
+                 FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = DATABASE() \
+                 AND (DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))",
+            )
+            .fetch_all(pool)
+            .await?;
+            let triggered = sqlx::query_scalar(
+                "SELECT DISTINCT CAST(EVENT_OBJECT_TABLE AS CHAR) FROM information_schema.TRIGGERS \
+                 WHERE TRIGGER_SCHEMA = DATABASE()",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(lower(pairs, triggered))
+        })
+    }
+
     fn identity(options: &sqlx::mysql::MySqlConnectOptions) -> String {
         let host = match options.get_socket() {
             Some(socket) => socket.display().to_string(),
@@ -111,6 +170,24 @@ impl CacheDatabase for sqlx::Sqlite {
     fn default_isolation(_: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>> {
         // SQLite transactions are serializable: nothing read inside one is published.
         Box::pin(std::future::ready(Ok("serializable".to_owned())))
+    }
+
+    fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>> {
+        Box::pin(async move {
+            let pairs = sqlx::query_as(
+                "SELECT f.\"table\", m.name FROM sqlite_master m \
+                 JOIN pragma_foreign_key_list(m.name) f \
+                 WHERE m.type = 'table' \
+                 AND (f.on_delete NOT IN ('NO ACTION', 'RESTRICT') OR f.on_update NOT IN ('NO ACTION', 'RESTRICT'))",
+            )
+            .fetch_all(pool)
+            .await?;
+            let triggered =
+                sqlx::query_scalar("SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger'")
+                    .fetch_all(pool)
+                    .await?;
+            Ok(lower(pairs, triggered))
+        })
     }
 
     fn identity(options: &sqlx::sqlite::SqliteConnectOptions) -> String {

@@ -5,36 +5,54 @@ use std::sync::Arc;
 
 use cachalot_core::Cachalot;
 use cachalot_core::engine::{WriteGuard, WriteSet};
-use cachalot_core::sql::Analysis;
+use cachalot_core::sql::{Analysis, StatementKind};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, stream};
 use sqlx::{Database, Describe, Either, Error, Execute, Executor, SqlStr};
 
 use crate::database::CacheDatabase;
+use crate::dependents::Dependents;
 use crate::execute::Forwarded;
-use crate::pool::CachedPool;
+use crate::pool::{CachedPool, Shared};
 use crate::transaction::CachedTransaction;
 
 /// How a write is wrapped: the lock is taken when the statement is about to run, the bump
 /// happens once it has finished, whatever its outcome, or when the caller drops it early.
-#[derive(Clone)]
 pub(crate) struct Invalidation {
-    pub(crate) cache: Cachalot,
-    pub(crate) database: Arc<str>,
-    pub(crate) writes: WriteSet,
+    cache: Cachalot,
+    database: Arc<str>,
+    writes: WriteSet,
+    /// Reads the catalog's cascades and triggers, when they are not known yet.
+    dependents: Option<BoxFuture<'static, Arc<Dependents>>>,
+    /// Set for schema changes: once they have run, the catalog must be read again.
+    schema_changed: Option<Arc<Shared>>,
 }
 
 impl Invalidation {
-    async fn lock(&self) -> WriteGuard {
-        self.cache.begin_write(&self.database, &self.writes).await
+    async fn lock(mut self) -> Locked {
+        if let Some(dependents) = self.dependents.take() {
+            dependents.await.widen(&mut self.writes);
+        }
+        Locked {
+            guard: self.cache.begin_write(&self.database, &self.writes).await,
+            schema_changed: self.schema_changed,
+        }
+    }
+
+    /// Marks the statement as a schema change: the catalog is read again after it.
+    pub(crate) fn schema_change_if(mut self, ddl: bool, shared: &Arc<Shared>) -> Self {
+        if ddl {
+            self.schema_changed = Some(shared.clone());
+        }
+        self
     }
 
     /// Runs a single-result statement between lock and bump.
     pub(crate) async fn around<T>(self, run: impl Future<Output = T>) -> T {
-        let guard = self.lock().await;
+        let locked = self.lock().await;
         let result = run.await;
-        guard.finish().await;
+        locked.finish().await;
         result
     }
 
@@ -47,7 +65,7 @@ impl Invalidation {
     ) -> BoxStream<'e, Result<T, E>> {
         enum Phase {
             Unlocked(Invalidation),
-            Locked(WriteGuard),
+            Locked(Locked),
         }
         stream::unfold(Some((Phase::Unlocked(self), inner)), |state| async move {
             let (phase, mut inner) = state?;
@@ -73,12 +91,29 @@ impl Invalidation {
     }
 }
 
+/// A write whose tables are locked; [`finish`](Locked::finish) bumps them.
+struct Locked {
+    guard: WriteGuard,
+    schema_changed: Option<Arc<Shared>>,
+}
+
+impl Locked {
+    async fn finish(self) {
+        self.guard.finish().await;
+        if let Some(shared) = self.schema_changed {
+            // After the DDL ran: reading the catalog before it would miss what it created.
+            shared.dependents.mark_stale();
+        }
+    }
+}
+
 /// The statement as the adapter sees it before running it.
 pub(crate) enum Routed<DB: Database> {
     /// Read-only: run as is.
     Read(Forwarded<DB>, Arc<Analysis>),
-    /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty).
-    Write(Forwarded<DB>, WriteSet),
+    /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty). The
+    /// flag is set for schema changes.
+    Write(Forwarded<DB>, WriteSet, bool),
     /// The query could not even be taken apart (an argument failed to encode).
     Failed(Error),
 }
@@ -111,15 +146,43 @@ where
                     "cachalot: statement not attributable to tables; every write of it invalidates the whole database"
                 );
             }
-            Routed::Write(forwarded, WriteSet::from_analysis(&analysis))
+            // A schema change may add a foreign key or a trigger; so may anything the analyzer
+            // could not attribute (a multi-statement script, an unparsed CREATE TRIGGER).
+            let ddl = analysis.kind == StatementKind::Ddl || analysis.writes_all;
+            Routed::Write(forwarded, WriteSet::from_analysis(&analysis), ddl)
         }
     }
 
-    pub(crate) fn invalidation(&self, writes: WriteSet) -> Invalidation {
+    /// Wraps a write: its tables widened by the catalog's cascades and triggers (read first
+    /// if unknown or stale), locked before it runs, bumped after.
+    pub(crate) fn invalidation(&self, mut writes: WriteSet) -> Invalidation {
+        let dependents = match self.shared.dependents.fresh() {
+            Some(known) => {
+                known.widen(&mut writes);
+                None
+            }
+            None => {
+                let pool = self.clone();
+                Some(Box::pin(async move { pool.dependents().await }) as BoxFuture<'static, _>)
+            }
+        };
         Invalidation {
             cache: self.cache.clone(),
             database: self.database.clone(),
             writes,
+            dependents,
+            schema_changed: None,
+        }
+    }
+
+    /// Wraps a write whose tables are already widened (a transaction's dirty set).
+    pub(crate) fn invalidation_as_is(&self, writes: WriteSet) -> Invalidation {
+        Invalidation {
+            cache: self.cache.clone(),
+            database: self.database.clone(),
+            writes,
+            dependents: None,
+            schema_changed: None,
         }
     }
 }
@@ -144,8 +207,9 @@ where
     {
         match self.route(query) {
             Routed::Read(forwarded, _) => self.pool.fetch_many(forwarded),
-            Routed::Write(forwarded, writes) => self
+            Routed::Write(forwarded, writes, ddl) => self
                 .invalidation(writes)
+                .schema_change_if(ddl, &self.shared)
                 .around_stream(self.pool.fetch_many(forwarded)),
             Routed::Failed(e) => failed_stream(e),
         }
@@ -158,8 +222,9 @@ where
     {
         match self.route(query) {
             Routed::Read(forwarded, _) => self.pool.fetch_optional(forwarded),
-            Routed::Write(forwarded, writes) => Box::pin(
+            Routed::Write(forwarded, writes, ddl) => Box::pin(
                 self.invalidation(writes)
+                    .schema_change_if(ddl, &self.shared)
                     .around(self.pool.fetch_optional(forwarded)),
             ),
             Routed::Failed(e) => Box::pin(std::future::ready(Err(e))),

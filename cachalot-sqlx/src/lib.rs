@@ -11,15 +11,20 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_docs)]
 
+#[doc(hidden)]
+pub mod cached_fn;
 mod database;
+mod dependents;
 mod execute;
 mod executor;
 mod pool;
 mod query_as;
+mod row;
 mod transaction;
 
 pub use cachalot_core::key::KeyParam;
-pub use database::CacheDatabase;
+pub use database::{CacheDatabase, CatalogDependents};
 pub use pool::{Attach, CachedPool};
 pub use query_as::{QueryAs, QueryScalar};
+pub use row::CacheRow;
 pub use transaction::CachedTransaction;

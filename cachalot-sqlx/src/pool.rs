@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// A `SET SESSION ... ISOLATION LEVEL` went through some pooled connection: the default
     /// no longer says what a transaction gets, so assume the strictest.
     session_isolation_changed: AtomicBool,
+    /// Foreign-key cascades and triggers, read from the catalog.
+    pub(crate) dependents: crate::dependents::DependentsCell,
     /// Hashes of the statements already warned about, so each is logged once.
     warned: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
@@ -176,6 +178,9 @@ where
 
     /// Starts a transaction. See [`CachedTransaction`].
     pub async fn begin(&self) -> Result<CachedTransaction<'static, DB>, sqlx::Error> {
+        // Read the catalog now: at COMMIT the transaction holds a connection, and waiting for
+        // a second one could deadlock a small pool.
+        self.dependents().await;
         let tx = self.pool.begin().await?;
         Ok(CachedTransaction::<DB>::new(tx, self.clone()))
     }
@@ -237,6 +242,15 @@ where
                 }
             })
             .await
+    }
+
+    /// The foreign-key cascades and triggers of this database, read again when stale.
+    pub(crate) async fn dependents(&self) -> Arc<crate::dependents::Dependents> {
+        if let Some(fresh) = self.shared.dependents.fresh() {
+            return fresh;
+        }
+        let read = DB::dependents(&self.pool).await;
+        self.shared.dependents.set(read)
     }
 
     pub(crate) fn session_isolation_changed(&self) {

@@ -59,6 +59,8 @@ pub(crate) struct TxState {
     pub(crate) dirty: WriteSet,
     /// The isolation level the transaction itself asked for, if any.
     pub(crate) isolation: Option<IsolationLevel>,
+    /// A schema change ran: the catalog is read again after COMMIT.
+    pub(crate) schema_changed: bool,
 }
 
 impl TxState {
@@ -121,11 +123,19 @@ where
         if self.nested {
             return self.tx.commit().await;
         }
-        let dirty = std::mem::take(&mut lock(&self.state).dirty);
+        let (dirty, ddl) = {
+            let mut state = lock(&self.state);
+            (std::mem::take(&mut state.dirty), state.schema_changed)
+        };
         if dirty.is_empty() {
             return self.tx.commit().await;
         }
-        self.pool.invalidation(dirty).around(self.tx.commit()).await
+        // Already widened by the catalog as each write went through.
+        self.pool
+            .invalidation_as_is(dirty)
+            .schema_change_if(ddl, &self.pool.shared)
+            .around(self.tx.commit())
+            .await
     }
 
     /// Rolls back. Nothing is invalidated: nothing was visible to anyone else.
@@ -172,8 +182,12 @@ where
                 }
                 Ok(forwarded)
             }
-            Routed::Write(forwarded, writes) => {
-                lock(&self.state).dirty.merge(&writes);
+            Routed::Write(forwarded, mut writes, ddl) => {
+                // Read at BEGIN; no second connection may be taken here.
+                self.pool.shared.dependents.last().widen(&mut writes);
+                let mut state = lock(&self.state);
+                state.dirty.merge(&writes);
+                state.schema_changed |= ddl;
                 Ok(forwarded)
             }
             Routed::Failed(e) => Err(e),
@@ -207,6 +221,7 @@ where
             // Anything else (several statements, say) is not followed: assume the strictest.
             _ => Some(IsolationLevel::Serializable),
         };
+        self.dependents().await;
         let tx = self.pool.begin_with(statement).await?;
         Ok(CachedTransaction::<DB>::new(tx, self.clone()).with_isolation(isolation))
     }
