@@ -85,10 +85,13 @@ impl Dependents {
     }
 }
 
+/// A catalog read and when it was made.
+type Snapshot = Option<(Arc<Dependents>, Instant)>;
+
 /// The dependents of one database, read lazily and refreshed after DDL or [`REFRESH`].
 #[derive(Debug, Default)]
 pub(crate) struct DependentsCell {
-    current: RwLock<Option<(Arc<Dependents>, Instant)>>,
+    current: RwLock<Snapshot>,
     stale: AtomicBool,
 }
 

@@ -213,6 +213,10 @@ impl fmt::Display for NotCacheable {
             NotCacheable::Explain => f.write_str("EXPLAIN"),
             NotCacheable::Locking => f.write_str("locking read (FOR UPDATE / FOR SHARE)"),
             NotCacheable::SelectInto => f.write_str("SELECT ... INTO"),
+            // Literals ('now') and session variables (@x) are values, not calls.
+            NotCacheable::Volatile(name) if name.starts_with(['\'', '@']) => {
+                write!(f, "non-deterministic value {name}")
+            }
             NotCacheable::Volatile(name) => write!(f, "non-deterministic function {name}()"),
             NotCacheable::UnknownFunction(name) => {
                 write!(f, "function {name}() is not known to be deterministic")
