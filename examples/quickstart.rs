@@ -3,7 +3,7 @@
 //! `cargo run --example quickstart`
 use cachalot::{Attach, Cachalot, CachedPool};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 struct Fish {
     id: i64,
     name: String,

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cachalot::{CachedPool, CachedTransaction, QueryAs, QueryScalar};
+use cachalot::{CacheRow, CachedPool, CachedTransaction, QueryAs, QueryScalar};
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, FromRow, Postgres};
 
@@ -85,27 +85,27 @@ impl Rng {
 // ---------------------------------------------------------------------------------------------
 // Rows and read shapes
 
-#[derive(sqlx::FromRow, Clone, Debug, PartialEq)]
+#[derive(sqlx::FromRow, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Account {
     id: i64,
     owner: i64,
     balance: i64,
 }
 
-#[derive(sqlx::FromRow, Clone, Debug, PartialEq)]
+#[derive(sqlx::FromRow, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Owner {
     id: i64,
     name: String,
 }
 
-#[derive(sqlx::FromRow, Clone, Debug, PartialEq)]
+#[derive(sqlx::FromRow, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Holding {
     id: i64,
     name: String,
     balance: i64,
 }
 
-#[derive(sqlx::FromRow, Clone, Debug, PartialEq)]
+#[derive(sqlx::FromRow, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Summary {
     owner: i64,
     accounts: i64,
@@ -416,7 +416,7 @@ async fn cached_rows<O>(
     first: bool,
 ) -> Result<Vec<O>, sqlx::Error>
 where
-    O: for<'r> FromRow<'r, PgRow> + Clone + Send + Sync + Unpin + 'static,
+    O: for<'r> FromRow<'r, PgRow> + CacheRow + Unpin,
 {
     for &b in binds {
         query = query.bind(b);
@@ -433,8 +433,8 @@ async fn cached_scalar<T>(
     binds: &[i64],
 ) -> Result<T, sqlx::Error>
 where
-    (T,): for<'r> FromRow<'r, PgRow>,
-    T: Clone + Send + Sync + Unpin + 'static,
+    (T,): for<'r> FromRow<'r, PgRow> + CacheRow,
+    T: Unpin,
 {
     for &b in binds {
         query = query.bind(b);

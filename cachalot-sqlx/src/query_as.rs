@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Mutex;
 
-use cachalot_core::engine::{Decision, WriteSet};
+use cachalot_core::engine::{Decision, ReadOptions, WriteSet};
 use cachalot_core::key::{KeyBuilder, KeyParam};
 use cachalot_core::sql::IsolationLevel;
 use cachalot_core::stats::BypassReason;
@@ -14,6 +14,7 @@ use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments,
 
 use crate::database::CacheDatabase;
 use crate::pool::CachedPool;
+use crate::row::CacheRow;
 use crate::transaction::{TxState, lock};
 
 /// Where a cached read runs on a miss.
@@ -62,7 +63,8 @@ enum Rows {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+/// // With the `redis` feature, rows are cached as JSON: derive serde's traits too.
+/// #[derive(Clone, Debug, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 /// struct Item {
 ///     id: i64,
 ///     name: String,
@@ -139,7 +141,7 @@ where
 impl<DB: CacheDatabase, O> QueryAs<'_, DB, O>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    O: for<'r> FromRow<'r, DB::Row> + Clone + Send + Sync + Unpin + 'static,
+    O: for<'r> FromRow<'r, DB::Row> + CacheRow + Unpin,
 {
     /// All rows, from the cache when possible.
     pub async fn fetch_all(self) -> Result<Vec<O>, Error> {
@@ -180,6 +182,10 @@ where
         let weigh = |value: &Vec<O>| {
             std::mem::size_of::<Vec<O>>() + value.len() * std::mem::size_of::<O>()
         };
+        let options = || match O::codec() {
+            Some(codec) => ReadOptions::new().codec(codec),
+            None => ReadOptions::new(),
+        };
 
         match target {
             Target::Pool(_) => {
@@ -194,7 +200,9 @@ where
                         cache.record_bypass(BypassReason::Disabled);
                         fetch().await
                     }
-                    Decision::Cache(reads) => cache.read(&reads, key, weigh, fetch).await,
+                    Decision::Cache(reads) => {
+                        cache.read_with(&reads, key, options(), weigh, fetch).await
+                    }
                     Decision::Bypass(reason) => {
                         cache.record_bypass(reason);
                         fetch().await
@@ -235,7 +243,7 @@ where
                     cache.record_bypass(BypassReason::Transaction);
                     return fetch().await;
                 }
-                cache.read(&reads, key, weigh, fetch).await
+                cache.read_with(&reads, key, options(), weigh, fetch).await
             }
         }
     }
@@ -307,8 +315,8 @@ where
 impl<DB: CacheDatabase, O> QueryScalar<'_, DB, O>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    (O,): for<'r> FromRow<'r, DB::Row>,
-    O: Clone + Send + Sync + Unpin + 'static,
+    (O,): for<'r> FromRow<'r, DB::Row> + CacheRow,
+    O: Unpin,
 {
     /// The first column of every row.
     pub async fn fetch_all(self) -> Result<Vec<O>, Error> {

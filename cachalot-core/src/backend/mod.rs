@@ -15,8 +15,12 @@
 //!   [`bump`](CacheBackend::bump) leaves the others' locks in place.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use memory::{MemoryBackend, MemoryBackendBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackend, RedisBackendBuilder, RedisConnectError};
 
 use std::any::Any;
 use std::fmt;

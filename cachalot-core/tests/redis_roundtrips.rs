@@ -1,0 +1,122 @@
+//! Round trips, counted by the server (`INFO commandstats` deltas of a private
+//! `redis-server`, which nothing else talks to): a hit is exactly one command, a miss adds at
+//! most one plus the store, a write's invalidation is two, whatever the number of tables.
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod redis_support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use cachalot_core::Cachalot;
+use cachalot_core::backend::RedisBackend;
+use cachalot_core::engine::{Codec, ReadOptions, ReadSet, WriteSet};
+
+use redis_support::{PrivateRedis, commandstats, delta};
+
+/// What the counting itself sends (`INFO`, and its connection's handshake), and what the
+/// scripts call inside Redis (`commandstats` counts those too; they cost no round trip).
+const IGNORED: &[&str] = &[
+    "info",
+    "hello",
+    "client|setinfo",
+    "client|setname",
+    "ping",
+    "get",
+    "set",
+    "zcount",
+    "zcard",
+    "zremrangebyscore",
+    "zadd",
+    "zrange",
+    "zrem",
+    "del",
+    "pexpireat",
+];
+
+fn map(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+/// The commands clients sent between two snapshots. Every script calls `TIME` exactly once,
+/// so `time` counts the scripts run: checked equal to the `EVALSHA`s, then left out.
+fn round_trips(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+) -> HashMap<String, u64> {
+    let mut d = delta(before, after, IGNORED);
+    let scripts = d.remove("time").unwrap_or(0);
+    assert_eq!(scripts, d.get("evalsha").copied().unwrap_or(0), "{d:?}");
+    d
+}
+
+#[tokio::test]
+async fn a_hit_is_one_round_trip_and_a_write_two() {
+    let Some(server) = PrivateRedis::start(&[]).await else {
+        return;
+    };
+    let url = server.url();
+    let backend = RedisBackend::connect(&url).await.unwrap();
+    let cachalot = Cachalot::builder().backend(backend).build().unwrap();
+    let db: Arc<str> = Arc::from("app");
+    let reads = ReadSet::new(&db, ["orders", "users"]);
+    let key = cachalot
+        .key(
+            &db,
+            "SELECT * FROM users JOIN orders ON orders.user_id = users.id",
+        )
+        .finish();
+    let read = || {
+        cachalot.read_with(
+            &reads,
+            key.clone(),
+            ReadOptions::new().codec(Codec::json()),
+            |_| 64,
+            || async { Ok::<_, Infallible>(vec![(1_i64, String::from("Ada"))]) },
+        )
+    };
+
+    // First read of these tables: fetch, set the missing tokens, store.
+    let before = commandstats(&url).await;
+    read().await.unwrap();
+    let first = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(first, map(&[("evalsha", 3)]), "first miss");
+
+    // A hit: one EVALSHA, nothing else.
+    for _ in 0..10 {
+        let before = commandstats(&url).await;
+        read().await.unwrap();
+        let hit = round_trips(&before, &commandstats(&url).await);
+        assert_eq!(hit, map(&[("evalsha", 1)]), "hit");
+    }
+
+    // A write of three tables: lock + bump, two EVALSHA.
+    let before = commandstats(&url).await;
+    let guard = cachalot
+        .begin_write(&db, &WriteSet::tables(["orders", "users", "audit"]))
+        .await;
+    guard.finish().await;
+    let write = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(write, map(&[("evalsha", 2)]), "write");
+
+    // A miss on present tokens: fetch + store.
+    let before = commandstats(&url).await;
+    read().await.unwrap();
+    let miss = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(miss, map(&[("evalsha", 2)]), "miss");
+    assert_eq!(cachalot.stats().hits, 10);
+    assert_eq!(cachalot.stats().misses, 2);
+
+    // Redis forgot its scripts (SCRIPT FLUSH, a restart): EVALSHA falls back by itself.
+    let mut c = redis_support::raw(&url).await;
+    let _: () = deadpool_redis::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    read().await.unwrap();
+    assert_eq!(cachalot.stats().hits, 11);
+    assert_eq!(cachalot.stats().backend_errors, 0);
+}
