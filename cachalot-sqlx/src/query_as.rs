@@ -214,9 +214,9 @@ where
             } => {
                 let fetch = || run::<DB, O, _>(connection, sql, arguments, rows);
                 if !analysis.is_read_only() {
-                    lock(state)
-                        .dirty
-                        .merge(&WriteSet::from_analysis(&analysis));
+                    let mut writes = WriteSet::from_analysis(&analysis);
+                    pool.shared.dependents.last().widen(&mut writes);
+                    lock(state).dirty.merge(&writes);
                     return fetch().await;
                 }
                 let reads = match cache.decide(&pool.database, &analysis) {
