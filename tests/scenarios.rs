@@ -182,7 +182,10 @@ where
         "INSERT INTO owners (id, name) VALUES (1, 'ahab'), (2, 'ishmael')",
         "INSERT INTO items (id, name, owner) VALUES (1, 'harpoon', 1), (2, 'compass', 2), (3, 'lantern', 1)",
     ] {
-        sqlx::query(AssertSqlSafe(sql)).execute(&ctx.db).await.unwrap();
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&ctx.db)
+            .await
+            .unwrap();
     }
 }
 
@@ -498,7 +501,11 @@ async fn sqlite_file_databases_are_cached_and_invalidated() {
     let cache = scenario_cache();
     let ctx = Ctx::sqlite_file(cache.clone()).await;
     items(&ctx).await;
-    let read = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+    let read = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM items")
+            .fetch_one()
+    };
     assert_eq!(read().await.unwrap(), 3);
     assert_eq!(read().await.unwrap(), 3);
     assert_eq!(cache.stats().hits, 1);
@@ -516,8 +523,14 @@ async fn two_databases_never_share_entries() {
     items(&a).await;
     items(&b).await;
     exec!(b, "DELETE FROM items WHERE id = 1");
-    let count_a = || a.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
-    let count_b = || b.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+    let count_a = || {
+        a.db.query_scalar::<i64>("SELECT count(*) FROM items")
+            .fetch_one()
+    };
+    let count_b = || {
+        b.db.query_scalar::<i64>("SELECT count(*) FROM items")
+            .fetch_one()
+    };
     assert_eq!(count_a().await.unwrap(), 3);
     assert_eq!(count_b().await.unwrap(), 2);
     assert_eq!(count_a().await.unwrap(), 3);
@@ -532,18 +545,36 @@ async fn two_databases_never_share_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_schemas_behind_one_cache_never_share_entries() {
-    let Some(a) = PgFixture::new().await else { return };
-    let Some(b) = PgFixture::new().await else { return };
+    let Some(a) = PgFixture::new().await else {
+        return;
+    };
+    let Some(b) = PgFixture::new().await else {
+        return;
+    };
     let cache = scenario_cache();
     let da = cache.attach(a.pool.clone());
     let db = cache.attach(b.pool.clone());
-    assert_ne!(da.database(), db.database(), "search_path is part of the identity");
+    assert_ne!(
+        da.database(),
+        db.database(),
+        "search_path is part of the identity"
+    );
     for (pool, v) in [(&da, 1_i64), (&db, 2_i64)] {
-        sqlx::query("CREATE TABLE t (v BIGINT)").execute(pool).await.unwrap();
-        sqlx::query("INSERT INTO t VALUES ($1)").bind(v).execute(pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (v BIGINT)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ($1)")
+            .bind(v)
+            .execute(pool)
+            .await
+            .unwrap();
     }
     async fn read(pool: &CachedPool<sqlx::Postgres>) -> Vec<i64> {
-        pool.query_scalar::<i64>("SELECT v FROM t").fetch_all().await.unwrap()
+        pool.query_scalar::<i64>("SELECT v FROM t")
+            .fetch_all()
+            .await
+            .unwrap()
     }
     assert_eq!(read(&da).await, [1]);
     assert_eq!(read(&db).await, [2]);

@@ -22,7 +22,9 @@ async fn setup_pg() -> Option<(PgFixture, Cachalot, cachalot::CachedPool<sqlx::P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_read_committed_transactions_share_clean_reads() {
-    let Some((fx, cache, db)) = setup_pg().await else { return };
+    let Some((fx, cache, db)) = setup_pg().await else {
+        return;
+    };
     let read = "SELECT v FROM a WHERE id = 1";
     let mut tx = db.begin().await.unwrap();
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
@@ -30,7 +32,10 @@ async fn postgres_read_committed_transactions_share_clean_reads() {
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
     assert_eq!(cache.stats().hits, 1);
     // Once the transaction writes `a`, its reads of `a` bypass the cache.
-    sqlx::query("UPDATE a SET v = 11 WHERE id = 1").execute(&mut tx).await.unwrap();
+    sqlx::query("UPDATE a SET v = 11 WHERE id = 1")
+        .execute(&mut tx)
+        .await
+        .unwrap();
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 11);
     assert_eq!(cache.stats().bypasses.get(BypassReason::Transaction), 1);
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
@@ -41,21 +46,32 @@ async fn postgres_read_committed_transactions_share_clean_reads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_repeatable_read_and_serializable_bypass_the_cache() {
-    let Some((fx, cache, db)) = setup_pg().await else { return };
+    let Some((fx, cache, db)) = setup_pg().await else {
+        return;
+    };
     let read = "SELECT v FROM a WHERE id = 2";
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 20);
 
-    let mut tx = db.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+    let mut tx = db
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 20);
     // Another session commits a change; the snapshot must not see it, cached or not.
-    sqlx::query("UPDATE a SET v = 21 WHERE id = 2").execute(&db).await.unwrap();
+    sqlx::query("UPDATE a SET v = 21 WHERE id = 2")
+        .execute(&db)
+        .await
+        .unwrap();
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 21);
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 20);
     tx.commit().await.unwrap();
 
     // SET TRANSACTION seen through the executor.
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(&mut tx).await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .execute(&mut tx)
+        .await
+        .unwrap();
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 21);
     tx.commit().await.unwrap();
     assert_eq!(cache.stats().bypasses.get(BypassReason::Transaction), 3);
@@ -64,32 +80,56 @@ async fn postgres_repeatable_read_and_serializable_bypass_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_failed_commit_still_invalidates() {
-    let Some((fx, _cache, db)) = setup_pg().await else { return };
+    let Some((fx, _cache, db)) = setup_pg().await else {
+        return;
+    };
     let read = "SELECT count(*) FROM b";
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 0);
     let mut tx = db.begin().await.unwrap();
     // The deferred foreign key fails only at COMMIT.
-    sqlx::query("INSERT INTO b VALUES (1, 999)").execute(&mut tx).await.unwrap();
+    sqlx::query("INSERT INTO b VALUES (1, 999)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
     let mut signals = db.subscribe();
     assert!(tx.commit().await.is_err());
     let signal = signals.try_recv().unwrap();
-    assert_eq!(signal.table.as_deref(), Some("b"), "the failed commit invalidated b");
+    assert_eq!(
+        signal.table.as_deref(),
+        Some("b"),
+        "the failed commit invalidated b"
+    );
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 0);
     fx.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_default_repeatable_read_bypasses_the_cache() {
-    let Some(fx) = MySqlFixture::new().await else { return };
+    let Some(fx) = MySqlFixture::new().await else {
+        return;
+    };
     let cache = Cachalot::builder().build().unwrap();
     let db = cache.attach(fx.pool.clone());
-    sqlx::query("CREATE TABLE a (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)").execute(&db).await.unwrap();
-    sqlx::query("INSERT INTO a VALUES (1, 10)").execute(&db).await.unwrap();
+    sqlx::query("CREATE TABLE a (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO a VALUES (1, 10)")
+        .execute(&db)
+        .await
+        .unwrap();
     let read = "SELECT v FROM a WHERE id = 1";
     let mut tx = db.begin().await.unwrap();
     assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
-    sqlx::query("UPDATE a SET v = 11 WHERE id = 1").execute(&db).await.unwrap();
-    assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10, "snapshot kept");
+    sqlx::query("UPDATE a SET v = 11 WHERE id = 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.query_scalar::<i64>(read).fetch_one().await.unwrap(),
+        10,
+        "snapshot kept"
+    );
     tx.commit().await.unwrap();
     assert_eq!(cache.stats().bypasses.get(BypassReason::Transaction), 2);
     assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 11);
@@ -109,13 +149,19 @@ async fn sqlite_failed_commit_still_invalidates() {
         .await
         .unwrap();
     let db = cachalot::CachedPool::new(pool);
-    sqlx::query("CREATE TABLE a (id INTEGER PRIMARY KEY)").execute(&db).await.unwrap();
+    sqlx::query("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+        .execute(&db)
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id) DEFERRABLE INITIALLY DEFERRED)")
         .execute(&db)
         .await
         .unwrap();
     let mut tx = db.begin().await.unwrap();
-    sqlx::query("INSERT INTO b VALUES (1, 999)").execute(&mut tx).await.unwrap();
+    sqlx::query("INSERT INTO b VALUES (1, 999)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
     let mut signals = db.subscribe();
     assert!(tx.commit().await.is_err());
     assert_eq!(signals.try_recv().unwrap().table.as_deref(), Some("b"));

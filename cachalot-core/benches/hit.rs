@@ -162,7 +162,10 @@ fn throughput() {
         let keys: Vec<_> = (0..8_i64)
             .map(|t| {
                 cachalot
-                    .key(&db, "SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = $1")
+                    .key(
+                        &db,
+                        "SELECT * FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id = $1",
+                    )
                     .param(&t)
                     .finish()
             })
@@ -170,9 +173,12 @@ fn throughput() {
         for key in &keys {
             let v = value.clone();
             cachalot
-                .read(&reads, key.clone(), |_| 256, || async move {
-                    Ok::<_, Infallible>((*v).clone())
-                })
+                .read(
+                    &reads,
+                    key.clone(),
+                    |_| 256,
+                    || async move { Ok::<_, Infallible>((*v).clone()) },
+                )
                 .await
                 .unwrap();
         }
@@ -190,9 +196,12 @@ fn throughput() {
                             let v = value.clone();
                             black_box(
                                 cachalot
-                                    .read(&reads, key.clone(), |_| 256, || async move {
-                                        Ok::<_, Infallible>((*v).clone())
-                                    })
+                                    .read(
+                                        &reads,
+                                        key.clone(),
+                                        |_| 256,
+                                        || async move { Ok::<_, Infallible>((*v).clone()) },
+                                    )
                                     .await
                                     .unwrap(),
                             );
@@ -204,7 +213,10 @@ fn throughput() {
                 handle.await.unwrap();
             }
             let per_sec = TOTAL as f64 / start.elapsed().as_secs_f64();
-            println!("hit throughput, {tasks} task(s) on 2 workers: {:>12.0} hits/s", per_sec);
+            println!(
+                "hit throughput, {tasks} task(s) on 2 workers: {:>12.0} hits/s",
+                per_sec
+            );
         }
     });
 }

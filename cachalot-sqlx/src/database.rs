@@ -46,7 +46,13 @@ pub(crate) fn parse_isolation(text: &str) -> Option<IsolationLevel> {
     let norm: String = text
         .trim()
         .chars()
-        .map(|c| if c == '-' || c == '_' { ' ' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '-' || c == '_' {
+                ' '
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect();
     match norm.as_str() {
         "read uncommitted" => Some(IsolationLevel::ReadUncommitted),
@@ -182,10 +188,11 @@ impl CacheDatabase for sqlx::Sqlite {
             )
             .fetch_all(pool)
             .await?;
-            let triggered =
-                sqlx::query_scalar("SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger'")
-                    .fetch_all(pool)
-                    .await?;
+            let triggered = sqlx::query_scalar(
+                "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger'",
+            )
+            .fetch_all(pool)
+            .await?;
             Ok(lower(pairs, triggered))
         })
     }

@@ -126,7 +126,7 @@ impl DependentsCell {
     /// until a read succeeds).
     pub(crate) fn set(
         &self,
-        read: Result<(Vec<(String, String)>, Vec<String>), sqlx::Error>,
+        read: Result<crate::database::CatalogDependents, sqlx::Error>,
     ) -> Arc<Dependents> {
         let dependents = Arc::new(match read {
             Ok((edges, triggered)) => Dependents::new(edges, triggered),
@@ -169,7 +169,10 @@ mod tests {
 
     #[test]
     fn cycles_terminate() {
-        let deps = Dependents::new(vec![("a".into(), "b".into()), ("b".into(), "a".into())], vec![]);
+        let deps = Dependents::new(
+            vec![("a".into(), "b".into()), ("b".into(), "a".into())],
+            vec![],
+        );
         let mut writes = WriteSet::tables(["a"]);
         deps.widen(&mut writes);
         assert_eq!(names(&writes), ["a", "b"]);

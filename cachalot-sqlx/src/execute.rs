@@ -33,9 +33,7 @@ impl<'q, DB: Database> Execute<'q, DB> for Forwarded<DB> {
         None
     }
 
-    fn take_arguments(
-        &mut self,
-    ) -> Result<Option<DB::Arguments>, sqlx::error::BoxDynError> {
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, sqlx::error::BoxDynError> {
         Ok(self.arguments.take())
     }
 

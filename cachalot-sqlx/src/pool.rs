@@ -224,19 +224,30 @@ where
 
     /// The isolation level a new transaction on this pool gets by default.
     pub(crate) async fn default_isolation(&self) -> IsolationLevel {
-        if self.shared.session_isolation_changed.load(Ordering::Relaxed) {
+        if self
+            .shared
+            .session_isolation_changed
+            .load(Ordering::Relaxed)
+        {
             return IsolationLevel::Serializable;
         }
         *self
             .shared
             .default_isolation
             .get_or_init(|| async {
-                match DB::default_isolation(&self.pool).await.as_deref().map(parse_isolation) {
+                match DB::default_isolation(&self.pool)
+                    .await
+                    .as_deref()
+                    .map(parse_isolation)
+                {
                     Ok(Some(level)) => level,
                     other => {
                         // Unknown means assume the strictest: nothing read inside a transaction
                         // is then shared, which is always correct.
-                        tracing::warn!(?other, "cachalot: could not read the default isolation level");
+                        tracing::warn!(
+                            ?other,
+                            "cachalot: could not read the default isolation level"
+                        );
                         IsolationLevel::Serializable
                     }
                 }

@@ -179,9 +179,8 @@ where
         };
         key.set_result_type(&format!("{mode}:{}", type_name::<O>()));
         let key = key.finish();
-        let weigh = |value: &Vec<O>| {
-            std::mem::size_of::<Vec<O>>() + value.len() * std::mem::size_of::<O>()
-        };
+        let weigh =
+            |value: &Vec<O>| std::mem::size_of::<Vec<O>>() + value.len() * std::mem::size_of::<O>();
         let options = || match O::codec() {
             Some(codec) => ReadOptions::new().codec(codec),
             None => ReadOptions::new(),
@@ -320,7 +319,13 @@ where
 {
     /// The first column of every row.
     pub async fn fetch_all(self) -> Result<Vec<O>, Error> {
-        Ok(self.inner.fetch_all().await?.into_iter().map(|(v,)| v).collect())
+        Ok(self
+            .inner
+            .fetch_all()
+            .await?
+            .into_iter()
+            .map(|(v,)| v)
+            .collect())
     }
 
     /// The first column of the first row, or `None`.

@@ -72,7 +72,9 @@ impl TxState {
 
 pub(crate) fn lock(state: &Mutex<TxState>) -> MutexGuard<'_, TxState> {
     // The state is plain data; a panic elsewhere cannot leave it half-written.
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<DB: CacheDatabase> fmt::Debug for CachedTransaction<'_, DB>

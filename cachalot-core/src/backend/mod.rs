@@ -18,9 +18,9 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub use memory::{MemoryBackend, MemoryBackendBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackend, RedisBackendBuilder, RedisConnectError};
+pub use memory::{MemoryBackend, MemoryBackendBuilder};
 
 use std::any::Any;
 use std::fmt;

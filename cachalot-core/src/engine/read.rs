@@ -377,8 +377,7 @@ impl Inner {
             weight,
         };
         let ttl = options.ttl.unwrap_or(self.settings.ttl);
-        match self.backend.store(ids, &key, entry, ttl).await
-        {
+        match self.backend.store(ids, &key, entry, ttl).await {
             Ok(true) => self.stats.store(),
             // A write came in while the query ran: the entry could never be served.
             Ok(false) => {}
