@@ -1,9 +1,11 @@
 //! Invalidation latency against the number of cached entries, and what an entry costs in
 //! memory.
 //!
-//! One cache per size is filled through the engine (a trivial fetch per distinct key, no
-//! database), then the caches are invalidated in turn, so that every size is measured under
-//! the same conditions.
+//! Per size, the entries of a database of their own are filled through the engine (a trivial
+//! fetch per distinct key, no database), then each database's `tests` is invalidated in turn,
+//! so that every size is measured under the same conditions. The memory backend gets one cache
+//! per size; Redis one backend for all sizes, so that its connections are the same for every
+//! size.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,8 +19,10 @@ use crate::backends::Backend;
 use crate::dataset::{POINT, TestRow, USERS};
 use crate::sample::{Samples, Summary};
 
-/// The database identity the entries are stored under.
-const DATABASE: &str = "bench://invalidation";
+/// The database identity the entries of one size are stored under.
+fn database(size: u64) -> Arc<str> {
+    Arc::from(format!("bench://invalidation/{size}"))
+}
 
 /// Invalidation latency of one backend at one cache size.
 #[derive(Debug, Clone, Serialize)]
@@ -73,14 +77,13 @@ fn weigh(rows: &[TestRow]) -> usize {
     std::mem::size_of::<Vec<TestRow>>() + std::mem::size_of_val(rows)
 }
 
-/// Fills `backend`'s cache with `count` distinct entries, each reading `tests`.
-async fn fill(backend: &Backend, count: u64) -> Result<()> {
+/// Fills `backend`'s cache with `count` distinct entries of `database`, each reading `tests`.
+async fn fill(backend: &Backend, database: &Arc<str>, count: u64) -> Result<()> {
     let cache = &backend.cache;
-    let database: Arc<str> = Arc::from(DATABASE);
-    let reads = ReadSet::new(&database, ["tests"]);
+    let reads = ReadSet::new(database, ["tests"]);
     let key = |id: i64| {
         cache
-            .key(&database, POINT.postgres)
+            .key(database, POINT.postgres)
             .param(&id)
             .result_type("all:Vec<TestRow>")
             .finish()
@@ -129,8 +132,9 @@ async fn fill(backend: &Backend, count: u64) -> Result<()> {
     Ok(())
 }
 
-/// Fills one cache per size (made by `make`, which gets the size), then measures `samples`
-/// invalidations of each, in turn. Also returns the memory footprint of memory caches.
+/// Fills the entries of each size into the cache `make` returns for it (one per size, or the
+/// same one), then measures `samples` invalidations of each size, in turn. Also returns the
+/// memory footprint of memory caches.
 pub async fn run<F, Fut>(
     name: &'static str,
     sizes: &[u64],
@@ -146,7 +150,7 @@ where
     for &size in sizes {
         let backend = make(size).await?;
         let rss_before = rss_bytes();
-        fill(&backend, size).await?;
+        fill(&backend, &database(size), size).await?;
         if let Some(memory) = &backend.memory {
             let rss_growth = match (rss_before, rss_bytes()) {
                 (Some(before), Some(after)) => after.saturating_sub(before) as f64,
@@ -160,12 +164,12 @@ where
         }
         caches.push(backend);
     }
-    let database: Arc<str> = Arc::from(DATABASE);
+    let databases: Vec<Arc<str>> = sizes.iter().map(|&size| database(size)).collect();
     let mut latencies = vec![Samples::default(); caches.len()];
     for _ in 0..samples {
-        for (backend, latency) in caches.iter().zip(&mut latencies) {
+        for ((backend, database), latency) in caches.iter().zip(&databases).zip(&mut latencies) {
             let start = Instant::now();
-            backend.cache.invalidate(&database, ["tests"]).await;
+            backend.cache.invalidate(database, ["tests"]).await;
             latency.push(start.elapsed());
         }
     }

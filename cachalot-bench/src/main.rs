@@ -323,11 +323,12 @@ async fn invalidation(ctx: &mut Context) -> Result<()> {
     ctx.report.invalidation.push(curve);
     ctx.report.footprint = footprints;
     if ctx.redis {
+        let shared = redis_backend("invalidation").await?;
         let (curve, _) = invalidation::run(
             "redis",
             &s.invalidation_sizes,
             s.invalidation_samples,
-            |size| async move { redis_backend(&format!("invalidation.{size}")).await },
+            |_| async { Ok(shared.clone()) },
         )
         .await?;
         ctx.report.invalidation.push(curve);
