@@ -67,7 +67,7 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
   --rounds N recorded rounds of the 12 queries (default: 5 quick, 300 full)
   --seconds S
              seconds per mode and write ratio of the mixed workload (default: 0.2 quick, 4 full)
-  --profile [redis-]hit|miss|direct|write
+  --profile [redis-]hit|cold-hit|miss|direct|write
              instead of the benchmark, run only that path (through the memory backend, or
              Redis) on the first database of --db for 10 s, for perf record; writes nothing
   --out DIR  where benchmarks.{md,json,svg} go (default for a full run: the workspace's docs/)

@@ -10,6 +10,9 @@ use crate::backends;
 use crate::dataset::{Dataset, QUERIES, TABLES, TESTS};
 use crate::db::{BenchDb, Fixture, Path};
 
+/// What `cold-hit` sweeps before each hit: more than the machine's caches.
+const SWEEP_BYTES: usize = 64 * 1024 * 1024;
+
 /// How long the loop runs.
 const DURATION: Duration = Duration::from_secs(10);
 
@@ -27,6 +30,9 @@ pub struct Profile {
 pub enum Loop {
     /// Cached reads that hit.
     Hit,
+    /// Cached reads that hit, each after the CPU's caches were flushed by sweeping a buffer
+    /// larger than them: what a hit costs between database calls.
+    ColdHit,
     /// Cached reads right after an invalidation.
     Miss,
     /// Reads on the pool.
@@ -46,6 +52,7 @@ impl FromStr for Profile {
         };
         let path = match name {
             "hit" => Loop::Hit,
+            "cold-hit" => Loop::ColdHit,
             "miss" => Loop::Miss,
             "direct" => Loop::Direct,
             "write" => Loop::Write,
@@ -79,10 +86,25 @@ where
         let mut calls = 0u64;
         let mut timed = Duration::ZERO;
         let mut per_query = [Duration::ZERO; QUERIES.len()];
+        let mut sweep = vec![
+            0u8;
+            if path == Loop::ColdHit {
+                SWEEP_BYTES
+            } else {
+                0
+            }
+        ];
         while Instant::now() < deadline {
             for (i, query) in QUERIES.iter().enumerate() {
                 let elapsed = match path {
                     Loop::Hit => DB::read(&db, query, Path::Cached).await?.elapsed,
+                    Loop::ColdHit => {
+                        for line in sweep.chunks_mut(64) {
+                            line[0] = line[0].wrapping_add(1);
+                        }
+                        std::hint::black_box(&sweep);
+                        DB::read(&db, query, Path::Cached).await?.elapsed
+                    }
                     Loop::Miss => {
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed

@@ -600,15 +600,16 @@ impl Report {
         let _ = writeln!(
             md,
             "{} concurrent tasks; operations per second, the speedup over the database alone (the \
-             median over the segments of each segment's ratio), and the share of reads served from \
-             the cache.\n",
+             median over the segments of each segment's ratio), the share of reads served from \
+             the cache, and the share that skipped it because the statement's entries kept being \
+             invalidated before anyone read them (`skip_churning_reads`).\n",
             crate::throughput::TASKS
         );
         let mut header = String::from("| Database | writes | direct ops/s |");
         let mut rule = String::from("|---|--:|--:|");
         for b in &backends {
-            let _ = write!(header, " {b} ops/s | speedup | hits |");
-            rule.push_str("--:|--:|--:|");
+            let _ = write!(header, " {b} ops/s | speedup | hits | skipped |");
+            rule.push_str("--:|--:|--:|--:|");
         }
         let _ = writeln!(md, "{header}\n{rule}");
         for t in &self.throughput {
@@ -622,10 +623,11 @@ impl Report {
             for b in &t.backends {
                 let _ = write!(
                     md,
-                    " {:.0} | {} | {:.0}% |",
+                    " {:.0} | {} | {:.0}% | {:.0}% |",
                     b.ops,
                     times(b.speedup),
-                    b.hit_ratio * 100.0
+                    b.hit_ratio * 100.0,
+                    b.churn_ratio * 100.0
                 );
             }
             md.push('\n');
@@ -770,11 +772,12 @@ pub fn print_throughput(results: &[Throughput]) {
         for b in &t.backends {
             let _ = write!(
                 line,
-                "  {} {:>8.0} ops/s ({}, {:.0}% hits)",
+                "  {} {:>8.0} ops/s ({}, {:.0}% hits, {:.0}% skipped)",
                 b.backend,
                 b.ops,
                 times(b.speedup),
-                b.hit_ratio * 100.0
+                b.hit_ratio * 100.0,
+                b.churn_ratio * 100.0
             );
         }
         println!("{line}");

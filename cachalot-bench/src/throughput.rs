@@ -50,6 +50,9 @@ pub struct BackendThroughput {
     /// Share of the reads served from the cache (hits and reads coalesced with an identical
     /// concurrent miss) among all reads.
     pub hit_ratio: f64,
+    /// Share of the reads that skipped the cache because their entries kept being
+    /// invalidated before anyone read them (`BypassReason::Churn`).
+    pub churn_ratio: f64,
 }
 
 /// Who runs the workload.
@@ -127,7 +130,7 @@ where
         let mut ops = vec![0u64; modes.len()];
         // Per backend, each segment's operations over the direct run's in the same segment.
         let mut ratios = vec![Vec::new(); backends.len()];
-        let mut stats = vec![(0u64, 0u64); backends.len()];
+        let mut stats = vec![(0u64, 0u64, 0u64); backends.len()];
         for segment in 0..SEGMENTS {
             let order: Vec<usize> = if segment % 2 == 0 {
                 (0..modes.len()).collect()
@@ -163,6 +166,7 @@ where
                             (after.hits + after.coalesced) - (before.hits + before.coalesced);
                         stats[b].1 += (after.misses + after.bypasses.total())
                             - (before.misses + before.bypasses.total());
+                        stats[b].2 += after.bypasses.churn - before.bypasses.churn;
                         done
                     }
                 };
@@ -183,13 +187,14 @@ where
                 .iter()
                 .enumerate()
                 .map(|(b, backend)| {
-                    let (hits, others) = stats[b];
+                    let (hits, others, churn) = stats[b];
                     BackendThroughput {
                         backend: backend.name,
                         ops: per_second(ops[b + 1]),
                         speedup: median(ratios[b].clone()),
                         total_ratio: per_second(ops[b + 1]) / direct_ops,
                         hit_ratio: hits as f64 / (hits + others).max(1) as f64,
+                        churn_ratio: churn as f64 / (hits + others).max(1) as f64,
                     }
                 })
                 .collect(),

@@ -457,14 +457,34 @@ impl KeyBuilder {
     }
 
     /// The finished key.
-    pub fn finish(self) -> QueryKey {
-        let mut sink = self.sink;
-        match &self.result_type {
-            Some(name) => {
-                sink.tag(MARK_RESULT);
-                sink.bytes(name.as_bytes());
+    pub fn finish(mut self) -> QueryKey {
+        match self.result_type.take() {
+            Some(name) => self.finish_with_result_type(&[&name]),
+            None => {
+                let mut sink = self.sink;
+                sink.tag(MARK_END);
+                QueryKey::from_material(sink.buf)
             }
-            None => sink.tag(MARK_END),
+        }
+    }
+
+    /// The finished key, with the result type given as parts to be joined: the same key as
+    /// [`set_result_type`](Self::set_result_type) with the joined string, without building
+    /// it (the adapter names a result type per read).
+    ///
+    /// ```
+    /// use cachalot_core::key::KeyBuilder;
+    ///
+    /// let joined = KeyBuilder::new("p", "db", "SELECT 1").result_type("all:i64").finish();
+    /// let parts = KeyBuilder::new("p", "db", "SELECT 1").finish_with_result_type(&["all", ":", "i64"]);
+    /// assert_eq!(joined, parts);
+    /// ```
+    pub fn finish_with_result_type(self, parts: &[&str]) -> QueryKey {
+        let mut sink = self.sink;
+        sink.tag(MARK_RESULT);
+        sink.len(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            sink.fixed(part.as_bytes());
         }
         QueryKey::from_material(sink.buf)
     }

@@ -31,6 +31,10 @@ pub struct Settings {
     pub views: HashMap<String, Vec<String>>,
     /// The first part of every key: separates applications sharing a backend.
     pub key_prefix: String,
+    /// Whether a statement whose cached entries keep being invalidated before anyone reads
+    /// them stops asking the cache, probing it now and then (see
+    /// [`CachalotBuilder::skip_churning_reads`]).
+    pub skip_churning_reads: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +49,7 @@ impl Default for Settings {
             cacheable_functions: BTreeSet::new(),
             views: HashMap::new(),
             key_prefix: "cachalot".to_owned(),
+            skip_churning_reads: true,
         }
     }
 }
@@ -125,6 +130,25 @@ impl CachalotBuilder {
     /// its write still runs lets readers cache data that write is changing.
     pub fn lock_ttl(mut self, lock_ttl: Duration) -> Self {
         self.settings.lock_ttl = lock_ttl;
+        self
+    }
+
+    /// Whether reads skip the cache where it does not pay (default on).
+    ///
+    /// A statement whose lookups miss again and again because its tables changed since it
+    /// was last stored (a table written about as often as it is read) pays a lookup and a
+    /// store for nothing on every read. After 32 such misses in a row, only one read of it
+    /// in 16 asks the cache (counted as [`BypassReason::Churn`](crate::stats::BypassReason)
+    /// otherwise); the first hit makes every read ask again. Misses of entries never stored
+    /// (a cold cache, many distinct parameters) do not count. Correctness is the same
+    /// either way: a skipped read goes to the database.
+    ///
+    /// ```
+    /// let cache = cachalot_core::Cachalot::builder().skip_churning_reads(false).build().unwrap();
+    /// assert!(!cache.settings().skip_churning_reads);
+    /// ```
+    pub fn skip_churning_reads(mut self, on: bool) -> Self {
+        self.settings.skip_churning_reads = on;
         self
     }
 

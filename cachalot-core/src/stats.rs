@@ -25,11 +25,14 @@ pub enum BypassReason {
     Transaction,
     /// The backend failed; the query ran uncached.
     BackendError,
+    /// The statement's entries keep being invalidated before they are read: it skips the
+    /// cache but for a probe now and then (see `skip_churning_reads` in the settings).
+    Churn,
 }
 
 impl BypassReason {
     /// Every reason, in the order of [`Bypasses`]'s fields.
-    pub const ALL: [BypassReason; 9] = [
+    pub const ALL: [BypassReason; 10] = [
         BypassReason::Disabled,
         BypassReason::NotCacheable,
         BypassReason::TableNotAllowed,
@@ -39,6 +42,7 @@ impl BypassReason {
         BypassReason::TooLarge,
         BypassReason::Transaction,
         BypassReason::BackendError,
+        BypassReason::Churn,
     ];
 
     fn index(self) -> usize {
@@ -52,6 +56,7 @@ impl BypassReason {
             BypassReason::TooLarge => 6,
             BypassReason::Transaction => 7,
             BypassReason::BackendError => 8,
+            BypassReason::Churn => 9,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Bypasses {
     pub transaction: u64,
     /// [`BypassReason::BackendError`].
     pub backend_error: u64,
+    /// [`BypassReason::Churn`].
+    pub churn: u64,
 }
 
 impl Bypasses {
@@ -92,6 +99,7 @@ impl Bypasses {
             BypassReason::TooLarge => self.too_large,
             BypassReason::Transaction => self.transaction,
             BypassReason::BackendError => self.backend_error,
+            BypassReason::Churn => self.churn,
         }
     }
 
@@ -207,6 +215,7 @@ impl Counters {
                 too_large: b(BypassReason::TooLarge),
                 transaction: b(BypassReason::Transaction),
                 backend_error: b(BypassReason::BackendError),
+                churn: b(BypassReason::Churn),
             },
             invalidations: self.invalidations.get(),
             backend_errors: self.backend_errors.get(),
@@ -230,6 +239,9 @@ mod tests {
         for (i, &r) in BypassReason::ALL.iter().enumerate() {
             assert_eq!(s.bypasses.get(r), i as u64 + 1);
         }
-        assert_eq!(s.bypasses.total(), (1..=9).sum::<u64>());
+        assert_eq!(
+            s.bypasses.total(),
+            (1..=BypassReason::ALL.len() as u64).sum::<u64>()
+        );
     }
 }

@@ -577,3 +577,79 @@ fn the_read_future_is_send() {
     assert_send(&cachalot.invalidate(&db, ["t"]));
     assert_send(&cachalot.retry_pending_invalidations());
 }
+
+/// Writes `t` then reads it `n` times with a fresh parameter each time: misses only.
+async fn churn(f: &Fixture, reads: &ReadSet, n: usize, write_between: bool) {
+    for i in 0..n {
+        if write_between {
+            let guard = f
+                .cachalot
+                .begin_write(&f.db, &WriteSet::tables(["t"]))
+                .await;
+            guard.finish().await;
+        }
+        let key = f
+            .cachalot
+            .key(&f.db, "SELECT * FROM t WHERE id = $1")
+            .param(&(i as i64))
+            .finish();
+        f.read(reads, &key, i).await;
+    }
+}
+
+#[tokio::test]
+async fn a_statement_invalidated_before_every_read_stops_asking_the_cache() {
+    let f = Fixture::new(Cachalot::builder());
+    let analysis = f
+        .cachalot
+        .analyze(Dialect::Postgres, "SELECT * FROM t WHERE id = $1");
+    let Decision::Cache(reads) = f.cachalot.decide(&f.db, &analysis) else {
+        panic!("cacheable");
+    };
+    // The read set is shared by every read of the statement, with how well it pays.
+    let Decision::Cache(again) = f.cachalot.decide(&f.db, &analysis) else {
+        panic!("cacheable");
+    };
+    assert_eq!(reads, again);
+
+    // Misses of entries never stored do not count: a cold cache fills at full speed.
+    churn(&f, &reads, 100, false).await;
+    let stats = f.cachalot.stats();
+    assert_eq!(
+        (stats.misses, stats.stores, stats.bypasses.churn),
+        (100, 100, 0)
+    );
+
+    // Every miss after a write to `t`: after 32, only one read in 16 asks the cache.
+    churn(&f, &reads, 32 + 160, true).await;
+    let stats = f.cachalot.stats();
+    assert_eq!(stats.bypasses.churn, 150);
+    assert_eq!(stats.misses, 100 + 32 + 10);
+    assert_eq!(f.calls(), 100 + 32 + 160);
+
+    // A probe that hits makes every read ask again.
+    let key = f.key("SELECT * FROM t WHERE id = 1000");
+    for _ in 0..32 {
+        f.read(&reads, &key, 0_usize).await;
+    }
+    let before = f.cachalot.stats();
+    f.read(&reads, &key, 0_usize).await;
+    f.read(&reads, &key, 0_usize).await;
+    let after = f.cachalot.stats();
+    assert_eq!(after.hits - before.hits, 2);
+    assert_eq!(after.bypasses.churn, before.bypasses.churn);
+}
+
+#[tokio::test]
+async fn churning_reads_ask_the_cache_when_skipping_is_off() {
+    let f = Fixture::new(Cachalot::builder().skip_churning_reads(false));
+    let analysis = f
+        .cachalot
+        .analyze(Dialect::Postgres, "SELECT * FROM t WHERE id = $1");
+    let Decision::Cache(reads) = f.cachalot.decide(&f.db, &analysis) else {
+        panic!("cacheable");
+    };
+    churn(&f, &reads, 100, true).await;
+    let stats = f.cachalot.stats();
+    assert_eq!((stats.misses, stats.bypasses.churn), (100, 0));
+}

@@ -116,7 +116,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
     {
         let FnCall {
             pool,
-            mut key,
+            key,
             sqls,
             ttl,
         } = self;
@@ -137,7 +137,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
             }
         }
         let reads = ReadSet::new(&pool.database, tables);
-        key.set_result_type(&format!("fn:{}", type_name::<T>()));
+        let key = key.finish_with_result_type(&["fn:", type_name::<T>()]);
         let mut options = ReadOptions::new();
         if let Some(ttl) = ttl {
             options = options.ttl(ttl);
@@ -146,9 +146,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
             options = options.codec(codec);
         }
         let weigh = |_: &T| std::mem::size_of::<T>();
-        cache
-            .read_with(&reads, key.finish(), options, weigh, fetch)
-            .await
+        cache.read_with(&reads, key, options, weigh, fetch).await
     }
 }
 

@@ -27,11 +27,11 @@ pub(crate) enum Target<'a, DB: CacheDatabase> {
     },
 }
 
-impl<DB: CacheDatabase> Target<'_, DB>
+impl<'a, DB: CacheDatabase> Target<'a, DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    fn pool(&self) -> &CachedPool<DB> {
+    fn pool(&self) -> &'a CachedPool<DB> {
         match self {
             Target::Pool(pool) | Target::Transaction { pool, .. } => pool,
         }
@@ -163,22 +163,21 @@ where
             target,
             sql,
             arguments,
-            mut key,
+            key,
             error,
             ..
         } = self;
         if let Some(e) = error {
             return Err(Error::Encode(e));
         }
-        let pool = target.pool().clone();
+        let pool = target.pool();
         let cache = &pool.cache;
         let analysis = cache.analyze(DB::DIALECT, sql.as_str());
         let mode = match rows {
             Rows::All => "all",
             Rows::First => "first",
         };
-        key.set_result_type(&format!("{mode}:{}", type_name::<O>()));
-        let key = key.finish();
+        let key = key.finish_with_result_type(&[mode, ":", type_name::<O>()]);
         let weigh =
             |value: &Vec<O>| std::mem::size_of::<Vec<O>>() + value.len() * std::mem::size_of::<O>();
         let options = || match O::codec() {

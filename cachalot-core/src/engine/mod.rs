@@ -19,6 +19,7 @@ mod flight;
 mod options;
 mod pending;
 mod read;
+mod readsets;
 mod write;
 
 pub use options::{Codec, ReadOptions};
@@ -86,6 +87,7 @@ pub(crate) struct Inner {
     stats: Counters,
     signal: Signal,
     flights: flight::Flights,
+    read_sets: readsets::ReadSets,
     pending: pending::Pending,
     temporaries: Temporaries,
     /// Set by a backend error, cleared by the next success: one warning per outage.
@@ -133,6 +135,7 @@ impl Cachalot {
                 stats: Counters::default(),
                 signal: Signal::new(),
                 flights: flight::Flights::default(),
+                read_sets: readsets::ReadSets::default(),
                 pending: pending::Pending::default(),
                 temporaries: Temporaries::default(),
                 degraded: AtomicBool::new(false),

@@ -1,7 +1,9 @@
 //! The read path: decide, look up, and on a miss run the query once and store its result.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::flight::{self, Role, Shared};
 use super::options::{Codec, ReadOptions};
@@ -15,9 +17,75 @@ use crate::version::Token;
 
 /// The tables a cached read depends on: the database epoch first, then each table read
 /// (sorted, without duplicates).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// A read set from [`Cachalot::decide`] is shared by every read of its statement, and also
+/// keeps how well caching the statement pays (see
+/// [`skip_churning_reads`](crate::settings::CachalotBuilder::skip_churning_reads)).
+#[derive(Clone)]
 pub struct ReadSet {
-    ids: Arc<[TableId]>,
+    inner: Arc<Tables>,
+}
+
+struct Tables {
+    ids: Box<[TableId]>,
+    heat: Heat,
+}
+
+/// Lookups missed in a row, because a table changed since the statement was last stored,
+/// before its reads skip the cache.
+const CHURN_LIMIT: u32 = 32;
+
+/// While skipping, one read in this many still asks the cache.
+const PROBE_EVERY: u32 = 16;
+
+/// Whether caching a statement pays: it does not when its entries are invalidated before
+/// anyone reads them.
+#[derive(Default)]
+struct Heat {
+    /// Misses in a row whose tables changed since the last store.
+    churn: AtomicU32,
+    /// A digest of the tokens the statement was last stored with (0: never).
+    stored: AtomicU64,
+    /// Reads skipped, to pick the probes.
+    skipped: AtomicU32,
+}
+
+impl Heat {
+    fn skip(&self) -> bool {
+        self.churn.load(Ordering::Relaxed) >= CHURN_LIMIT
+            && !self
+                .skipped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(PROBE_EVERY)
+    }
+
+    fn hit(&self) {
+        if self.churn.load(Ordering::Relaxed) != 0 {
+            self.churn.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn miss(&self, tokens: &[Token]) {
+        let stored = self.stored.load(Ordering::Relaxed);
+        if stored != 0 && stored != digest(tokens) && self.churn.load(Ordering::Relaxed) < u32::MAX
+        {
+            self.churn.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn stored(&self, tokens: &[Token]) {
+        self.stored.store(digest(tokens), Ordering::Relaxed);
+    }
+}
+
+fn digest(tokens: &[Token]) -> u64 {
+    let mut digest = 0x9e37_79b9_7f4a_7c15_u64;
+    for token in tokens {
+        let t = token.to_u128();
+        digest = (digest.rotate_left(23) ^ (t as u64) ^ ((t >> 64) as u64))
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+    digest | 1
 }
 
 impl ReadSet {
@@ -39,22 +107,51 @@ impl ReadSet {
                     .map(|n| TableId::new(database, n.as_ref())),
             )
             .collect();
-        ReadSet { ids }
+        ReadSet {
+            inner: Arc::new(Tables {
+                ids,
+                heat: Heat::default(),
+            }),
+        }
     }
 
     /// The database read.
     pub fn database(&self) -> &Arc<str> {
-        self.ids[0].database()
+        self.inner.ids[0].database()
     }
 
     /// The tables read (bare names), without the epoch.
     pub fn tables(&self) -> impl Iterator<Item = &str> {
-        self.ids[1..].iter().map(|t| &**t.table())
+        self.inner.ids[1..].iter().map(|t| &**t.table())
     }
 
     /// What the backend is asked about: the epoch, then the tables.
     pub fn ids(&self) -> &[TableId] {
-        &self.ids
+        &self.inner.ids
+    }
+
+    fn heat(&self) -> &Heat {
+        &self.inner.heat
+    }
+}
+
+impl PartialEq for ReadSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids() == other.ids()
+    }
+}
+
+impl Eq for ReadSet {}
+
+impl std::hash::Hash for ReadSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ids().hash(state);
+    }
+}
+
+impl fmt::Debug for ReadSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadSet").field("ids", &self.ids()).finish()
     }
 }
 
@@ -133,7 +230,7 @@ impl Cachalot {
     /// creates `TEMPORARY`, whose reads are never cached afterwards. It counts nothing: count
     /// a bypass with [`record_bypass`](Self::record_bypass), or use
     /// [`read_analyzed`](Self::read_analyzed) which does both.
-    pub fn decide(&self, database: &Arc<str>, analysis: &Analysis) -> Decision {
+    pub fn decide(&self, database: &Arc<str>, analysis: &Arc<Analysis>) -> Decision {
         self.inner.note_temporaries(database, analysis);
         if !self.is_enabled() {
             return Decision::Bypass(BypassReason::Disabled);
@@ -145,8 +242,7 @@ impl Cachalot {
             }
             Some(_) => return Decision::Bypass(BypassReason::NotCacheable),
         }
-        // `ReadSet::new` sorts and de-duplicates the bare names itself.
-        let reads = ReadSet::new(database, analysis.reads.iter().map(|t| t.name.as_str()));
+        let reads = self.inner.read_sets.get(database, analysis);
         match self.inner.bypass_reason(reads.ids()) {
             Some(reason) => Decision::Bypass(reason),
             None => Decision::Cache(reads),
@@ -205,6 +301,11 @@ impl Cachalot {
             inner.stats.bypass(reason);
             return fetch().await;
         }
+        let heat = reads.heat();
+        if inner.settings.skip_churning_reads && heat.skip() {
+            inner.stats.bypass(BypassReason::Churn);
+            return fetch().await;
+        }
         let looked_up = match inner.backend.fetch(ids, &key).await {
             Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
             Err(err) => Err(err),
@@ -213,10 +314,12 @@ impl Cachalot {
             Ok(Lookup::Hit(value)) => {
                 inner.backend_ok();
                 inner.stats.hit();
+                heat.hit();
                 return Ok(value);
             }
             Ok(Lookup::Miss(tokens)) => {
                 inner.backend_ok();
+                heat.miss(&tokens);
                 tokens
             }
             Ok(Lookup::Locked) => {
@@ -233,14 +336,14 @@ impl Cachalot {
                 return fetch().await;
             }
         };
-        inner.miss(ids, key, tokens, options, weigh, fetch).await
+        inner.miss(reads, key, tokens, options, weigh, fetch).await
     }
 
     /// [`decide`](Self::decide) then [`read`](Self::read), counting a bypass.
     pub async fn read_analyzed<T, E, W, F, Fut>(
         &self,
         database: &Arc<str>,
-        analysis: &Analysis,
+        analysis: &Arc<Analysis>,
         key: QueryKey,
         weigh: W,
         fetch: F,
@@ -313,7 +416,7 @@ impl Inner {
     /// misses, and store its result with those tokens.
     async fn miss<T, E, W, F, Fut>(
         &self,
-        ids: &[TableId],
+        reads: &ReadSet,
         key: QueryKey,
         tokens: Arc<[Token]>,
         options: ReadOptions<T>,
@@ -334,6 +437,7 @@ impl Inner {
                     && let Some(value) = shared.downcast_ref::<T>()
                 {
                     self.stats.coalesced();
+                    reads.heat().hit();
                     return Ok(value.clone());
                 }
                 // The leader failed or was cancelled: run it ourselves. Storing is still
@@ -370,6 +474,7 @@ impl Inner {
         } else {
             EntryValue::Local(shared)
         };
+        let tokens_stored = tokens.clone();
         let entry = Entry {
             tokens,
             material: key.material().clone(),
@@ -377,8 +482,11 @@ impl Inner {
             weight,
         };
         let ttl = options.ttl.unwrap_or(self.settings.ttl);
-        match self.backend.store(ids, &key, entry, ttl).await {
-            Ok(true) => self.stats.store(),
+        match self.backend.store(reads.ids(), &key, entry, ttl).await {
+            Ok(true) => {
+                self.stats.store();
+                reads.heat().stored(&tokens_stored);
+            }
             // A write came in while the query ran: the entry could never be served.
             Ok(false) => {}
             Err(err) => self.backend_failed("store", &err),
