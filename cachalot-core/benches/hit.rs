@@ -138,6 +138,20 @@ fn main() {
             samples[samples.len() / 2],
             samples[samples.len() * 99 / 100]
         );
+        // Misses that store: a fresh key every time, as many as the cache keeps.
+        const MISSES: u32 = 200_000;
+        let start = Instant::now();
+        for i in 0..MISSES {
+            let key = cachalot
+                .key(&db, sql)
+                .param(&i64::from(i))
+                .result_type("Vec<(i64, String)>")
+                .finish();
+            black_box(cachalot.read(&reads, key, |_| 256, fetch).await.unwrap());
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(MISSES);
+        println!("{:<40} {ns:>8.1} ns", "read miss + store (10-row Vec)");
+
         let s = cachalot.stats();
         println!("hits {} misses {}", s.hits, s.misses);
     });
