@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_docs)]
 
+mod hashing;
 pub mod key;
 pub mod sql;
 

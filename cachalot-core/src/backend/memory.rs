@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::ready;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,31 +41,7 @@ pub struct MemoryBackend {
 }
 
 /// Keys are hashes already (a [`QueryKey`]'s, a [`TableId`]'s): hashing them again is waste.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by the key types here; any mix works.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = (n as u64) ^ ((n >> 64) as u64);
-    }
-}
-
-type Fast = BuildHasherDefault<PassThrough>;
+type Fast = crate::hashing::BuildMix;
 type Shard = RwLock<HashMap<TableId, TableState, Fast>>;
 
 struct Inner {

@@ -6,32 +6,43 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::hashing::BuildMix;
 use crate::version::Token;
 
 /// A result handed from a leader to its followers.
 pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct FlightKey {
     hash: u128,
     tokens: Arc<[Token]>,
 }
 
+impl Hash for FlightKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already a hash; equal hashes with other tokens are rare and compared in full.
+        state.write_u128(self.hash);
+    }
+}
+
 struct Flight {
     id: u64,
     material: Arc<[u8]>,
-    receiver: watch::Receiver<Option<Shared>>,
+    /// Made by the first follower: most misses have none, and a channel costs an allocation
+    /// and, when sent on, a wake of each of its notifiers.
+    sender: Option<watch::Sender<Option<Shared>>>,
 }
 
 /// The flights in progress.
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<FlightKey, Flight>>,
+    map: Mutex<HashMap<FlightKey, Flight, BuildMix>>,
     next_id: AtomicU64,
 }
 
@@ -63,37 +74,44 @@ impl Flights {
             tokens: tokens.clone(),
         };
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flight) = map.get(&key) {
-            return if *flight.material == **material {
-                Role::Follower(flight.receiver.clone())
-            } else {
-                Role::Alone
+        if let Some(flight) = map.get_mut(&key) {
+            if *flight.material != **material {
+                return Role::Alone;
+            }
+            let receiver = match &flight.sender {
+                Some(sender) => sender.subscribe(),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    flight.sender = Some(sender);
+                    receiver
+                }
             };
+            return Role::Follower(receiver);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = watch::channel(None);
         map.insert(
             key.clone(),
             Flight {
                 id,
                 material: material.clone(),
-                receiver,
+                sender: None,
             },
         );
         Role::Leader(Leader {
             flights: self,
             key: Some(key),
             id,
-            sender,
         })
     }
 
-    fn remove(&self, key: &FlightKey, id: u64) {
+    /// Removes flight `id` (a later flight may have the same key once ours is gone: only ours
+    /// goes) and gives its followers' channel, if any follower came.
+    fn remove(&self, key: &FlightKey, id: u64) -> Option<watch::Sender<Option<Shared>>> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        // A later flight may have the same key once ours is gone: remove only ours.
         if map.get(key).is_some_and(|f| f.id == id) {
-            map.remove(key);
+            return map.remove(key).and_then(|f| f.sender);
         }
+        None
     }
 }
 
@@ -103,18 +121,16 @@ pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: Option<FlightKey>,
     id: u64,
-    sender: watch::Sender<Option<Shared>>,
 }
 
 impl Leader<'_> {
     /// Closes the flight and hands `value()` to the followers, if there are any.
     pub(crate) fn finish(mut self, value: impl FnOnce() -> Shared) {
-        if let Some(key) = self.key.take() {
-            // Removed first: no follower can join after the value is sent and miss it.
-            self.flights.remove(&key, self.id);
-        }
-        if self.sender.receiver_count() > 0 {
-            let _ = self.sender.send(Some(value()));
+        // Removed first: no follower can join after the value is sent and miss it.
+        if let Some(key) = self.key.take()
+            && let Some(sender) = self.flights.remove(&key, self.id)
+        {
+            let _ = sender.send(Some(value()));
         }
     }
 }
@@ -122,7 +138,8 @@ impl Leader<'_> {
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.flights.remove(&key, self.id);
+            // Dropping the channel tells the followers to run the query themselves.
+            drop(self.flights.remove(&key, self.id));
         }
     }
 }

@@ -3,10 +3,10 @@
 //! would otherwise cost more than the rest of a hit.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::read::ReadSet;
+use crate::hashing::BuildMix;
 use crate::sql::Analysis;
 
 const SHARDS: usize = 8;
@@ -20,30 +20,7 @@ const SHARD_CAPACITY: usize = 1024;
 /// never be reused by another analysis or database while its entry exists.
 type Key = (usize, usize);
 
-#[derive(Default)]
-struct Mix(u64);
-
-impl Hasher for Mix {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type Shard = HashMap<Key, (Arc<Analysis>, ReadSet), BuildHasherDefault<Mix>>;
+type Shard = HashMap<Key, (Arc<Analysis>, ReadSet), BuildMix>;
 
 pub(crate) struct ReadSets {
     shards: [RwLock<Shard>; SHARDS],

@@ -1,7 +1,6 @@
 //! The analysis memo: a repeated SQL string costs one hash and one string comparison.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
 use super::Analysis;
@@ -26,25 +25,7 @@ pub(crate) fn runtime_hash(sql: &str) -> u64 {
 pub(crate) const DEFAULT_CAPACITY: usize = 16 * 1024;
 const SHARDS: usize = 16;
 
-/// The key is already a hash: use it as it is.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Shard = HashMap<u64, (Box<str>, Arc<Analysis>), BuildHasherDefault<PassThrough>>;
+type Shard = HashMap<u64, (Box<str>, Arc<Analysis>), crate::hashing::BuildMix>;
 
 /// A bounded map from SQL text to its analysis, sharded so readers rarely meet.
 pub(crate) struct Memo {
