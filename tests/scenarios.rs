@@ -190,6 +190,31 @@ where
 }
 
 each_database! {
+    async fn a_read_after_every_write_skips_the_cache_and_stays_correct(ctx, cache) {
+        items(&ctx).await;
+        // Reads each after a write to `items`: from the second on, every lookup misses an entry
+        // the write invalidated. After 32 of those (33 misses), the statement skips the cache
+        // but for one read in 16: 2 probes and 29 skips in the last 31 reads.
+        for i in 0..64_i64 {
+            exec!(ctx, "UPDATE items SET owner = ? WHERE id = 1", i);
+            assert_eq!(scalar!(ctx, i64, "SELECT owner FROM items WHERE id = 1"), i);
+        }
+        let churned = cache.stats();
+        assert_eq!(churned.bypasses.churn, 29);
+        assert_eq!(churned.misses, 35);
+        // Without writes, the next probe stores, the one after hits, and caching resumes.
+        for _ in 0..32 {
+            assert_eq!(scalar!(ctx, i64, "SELECT owner FROM items WHERE id = 1"), 63);
+        }
+        let before = cache.stats();
+        for _ in 0..3 {
+            assert_eq!(scalar!(ctx, i64, "SELECT owner FROM items WHERE id = 1"), 63);
+        }
+        let after = cache.stats();
+        assert_eq!(after.hits - before.hits, 3);
+        assert_eq!(after.bypasses.churn, before.bypasses.churn);
+    }
+
     async fn repeated_read_is_a_hit(ctx, cache) {
         items(&ctx).await;
         let before = cache.stats();
