@@ -156,7 +156,7 @@ fn settings(quick: bool) -> Settings {
             rounds: 300,
             back_to_back_hits: 2_000,
             write_ratios: vec![0.0, 0.01, 0.1, 0.5],
-            throughput_seconds: 4.0,
+            throughput_seconds: 8.0,
             invalidation_sizes: vec![1_000, 10_000, 100_000, 1_000_000],
             invalidation_samples: 20_000,
             overhead_iterations: 2_000,

@@ -19,7 +19,7 @@ pub const TASKS: usize = 8;
 /// Each measurement is split in this many segments, the modes run in alternating order, so
 /// that a drift of the machine (another process, the database's background work) favours
 /// none.
-pub const SEGMENTS: u64 = 12;
+pub const SEGMENTS: u64 = 24;
 
 /// The workload at one write rate on one database.
 #[derive(Debug, Clone, Serialize)]
