@@ -304,6 +304,23 @@ async fn write_while_query_runs<B: TestBackend>(backend: B) {
     assert_eq!(w.read().await, (1, true));
 }
 
+async fn cached_with_decodes_what_the_backend_keeps<B: TestBackend>(backend: B) {
+    let w = World::new(backend);
+    assert_eq!(w.read().await, (0, true));
+    let options = ReadOptions::new().codec(codec());
+    let cached = w.cachalot.cached_with(&w.reads, &w.key, &options).await;
+    assert_eq!(cached, Some(0));
+    assert_eq!(cached, w.cached().await);
+    // Without the codec, bytes cannot be read back: only a local value is.
+    let plain = w.cachalot.cached::<u64>(&w.reads, &w.key).await;
+    assert_eq!(plain.is_some(), !w.backend.encodes_values());
+}
+
+#[tokio::test]
+async fn cached_with_a_codec_reads_every_backend() {
+    on_every_backend!(cached_with_decodes_what_the_backend_keeps);
+}
+
 #[tokio::test]
 async fn a_write_committed_while_the_query_ran_makes_the_entry_unservable() {
     on_every_backend!(write_while_query_runs);

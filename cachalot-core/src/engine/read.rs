@@ -365,17 +365,52 @@ impl Cachalot {
 
     /// The cached value of `key` if a read would be served it right now, without running
     /// anything, storing anything or counting anything.
+    ///
+    /// A backend that stores bytes (Redis) needs the codec to decode them: see
+    /// [`cached_with`](Self::cached_with).
     pub async fn cached<T: Clone + Send + Sync + 'static>(
         &self,
         reads: &ReadSet,
         key: &QueryKey,
+    ) -> Option<T> {
+        self.cached_with(reads, key, &ReadOptions::default()).await
+    }
+
+    /// [`cached`](Self::cached) with the options a read would use: their codec decodes what a
+    /// backend that stores bytes keeps.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::engine::{Codec, ReadOptions, ReadSet};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cachalot = Cachalot::builder().build().unwrap();
+    /// let db: Arc<str> = Arc::from("app");
+    /// let reads = ReadSet::new(&db, ["users"]);
+    /// let key = cachalot.key(&db, "SELECT count(*) FROM users").result_type("u64").finish();
+    /// let codec = Codec::<u64> {
+    ///     encode: |v| Ok(v.to_le_bytes().to_vec()),
+    ///     decode: |b| b.try_into().map(u64::from_le_bytes).map_err(|_| "not 8 bytes".into()),
+    /// };
+    /// let options = || ReadOptions::new().codec(codec);
+    /// let run = || async { Ok::<_, std::io::Error>(3_u64) };
+    /// cachalot.read_with(&reads, key.clone(), options(), |_| 8, run).await.unwrap();
+    /// assert_eq!(cachalot.cached_with(&reads, &key, &options()).await, Some(3));
+    /// # });
+    /// ```
+    pub async fn cached_with<T: Clone + Send + Sync + 'static>(
+        &self,
+        reads: &ReadSet,
+        key: &QueryKey,
+        options: &ReadOptions<T>,
     ) -> Option<T> {
         let ids = reads.ids();
         if self.inner.bypass_reason(ids).is_some() {
             return None;
         }
         let fetched = self.inner.backend.fetch(ids, key).await.ok()?;
-        match lookup::<T>(fetched, key, ids.len(), None) {
+        match lookup::<T>(fetched, key, ids.len(), options.codec.as_ref()) {
             Ok(Lookup::Hit(value)) => Some(value),
             _ => None,
         }
