@@ -76,7 +76,16 @@ where
         } else {
             backends::memory(256 * 1024 * 1024)?
         };
-        let db = cachalot::Attach::attach(&backend.cache, fixture.pool.clone());
+        let cache = if path == Loop::Miss {
+            // Every read follows an invalidation: measure the miss, not the skip it turns into.
+            cachalot::Cachalot::builder()
+                .backend(backend.cache.backend().clone())
+                .skip_churning_reads(false)
+                .build()?
+        } else {
+            backend.cache.clone()
+        };
+        let db = cachalot::Attach::attach(&cache, fixture.pool.clone());
         println!(
             "profile: {path:?} on {} through {} for {DURATION:?}",
             DB::LABEL,

@@ -77,7 +77,13 @@ async fn main() {
         .build()
         .await
         .unwrap();
-    let cachalot = Cachalot::builder().backend(backend).build().unwrap();
+    // The miss loop reads right after invalidating, again and again: measure the miss, not
+    // the skip the churn rule would turn it into.
+    let cachalot = Cachalot::builder()
+        .backend(backend)
+        .skip_churning_reads(false)
+        .build()
+        .unwrap();
     let db: Arc<str> = Arc::from("postgres://db.example/app");
     let reads = ReadSet::new(&db, ["orders", "users"]);
     let value: Vec<Row> = (0..10).map(|i| (i, format!("user {i}"), i * 7)).collect();

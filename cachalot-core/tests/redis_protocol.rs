@@ -516,6 +516,33 @@ async fn locks_expire_one_by_one_on_every_backend() {
     on_every_backend!(locks_expire_one_by_one);
 }
 
+/// A bump under another writer's lock sets no token: a present token always means unlocked,
+/// which the Redis read scripts rely on to skip the lock check.
+async fn bump_under_another_lock<B: TestBackend>(b: B) {
+    let db: Arc<str> = Arc::from(unique("db"));
+    let t = [TableId::new(&db, "t")];
+    b.init_tokens(&t).await.unwrap();
+    let (mine, theirs) = (LockId::fresh(), LockId::fresh());
+    b.lock(&t, mine, Duration::from_secs(60)).await.unwrap();
+    b.lock(&t, theirs, Duration::from_millis(30)).await.unwrap();
+    b.bump(&t, Some(mine)).await.unwrap();
+    assert_eq!(b.tokens(&t).await.unwrap(), [TokenState::Locked]);
+    // Their writer died: its lock expires into a missing token, never one set meanwhile.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(b.tokens(&t).await.unwrap(), [TokenState::Missing]);
+    let key = KeyBuilder::new("p", &db, "SELECT v FROM t").finish();
+    assert_eq!(
+        b.fetch(&t, &key).await.unwrap().tokens,
+        [TokenState::Missing]
+    );
+    assert!(b.init_tokens(&t).await.unwrap()[0].token().is_some());
+}
+
+#[tokio::test]
+async fn a_bump_under_another_lock_leaves_no_token() {
+    on_every_backend!(bump_under_another_lock);
+}
+
 async fn init_keeps_first<B: TestBackend>(b: B) {
     let db: Arc<str> = Arc::from(unique("db"));
     let t = [TableId::new(&db, "t"), TableId::epoch(&db)];

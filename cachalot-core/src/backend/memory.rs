@@ -266,7 +266,11 @@ impl MemoryBackend {
                     state.holders.swap_remove(i);
                 }
                 let token = Token::fresh();
-                state.token = Some(token);
+                // Another writer's lock stays: the table gets its token when that one bumps
+                // or expires, as with Redis.
+                if state.holders.is_empty() {
+                    state.token = Some(token);
+                }
                 token
             })
             .collect()

@@ -13,6 +13,9 @@
 //!   never bumped leaves the table missing, never its old token.
 //! - Locks are a multiset: every holder has its own deadline, and one holder's
 //!   [`bump`](CacheBackend::bump) leaves the others' locks in place.
+//! - A token is set only while no lock is live: a bump leaves a table that another writer
+//!   still locks without a token. A present token then proves the table unlocked, which lets
+//!   a remote backend skip the lock check (and the clock) on reads.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -283,9 +286,10 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         ttl: Duration,
     ) -> BackendFuture<'a, ()>;
 
-    /// Ends a write: removes `lock` (if any) from each table's holders and sets a fresh token,
-    /// which the tables keep whatever other holders remain (they stay locked until those
-    /// bump or expire). Returns the new tokens, in order.
+    /// Ends a write: removes `lock` (if any) from each table's holders and sets a fresh token
+    /// on each table no other live holder locks (one still locked stays without a token until
+    /// its last holder bumps, or its lock expires into a missing token). Returns the fresh
+    /// tokens, in order, set or not: their time is the invalidation's.
     fn bump<'a>(
         &'a self,
         tables: &'a [TableId],

@@ -4,38 +4,46 @@
 //! database (one hash slot). Time comes from Redis's own `TIME`, never from a client clock.
 //!
 //! A table is locked iff its sorted set holds a member whose score (deadline, in ms) is after
-//! now. Replies per table: `0` missing, `1` locked, or the 16-byte token.
+//! now. A token is set only while no lock is live (`LOCK` deletes it, `BUMP` and `INIT` set
+//! it only without a live holder), so a present token proves the table unlocked: reads check
+//! the locks, and the clock, only of a table without one. Replies per table: `0` missing, `1`
+//! locked, or the 16-byte token.
 
 use deadpool_redis::redis::Script;
 
 use super::layout::ENTRY_FORMAT;
 
-/// Redis's clock in milliseconds, as a Lua number (exact: below 2^53).
+/// Redis's clock in milliseconds, as a Lua number (exact: below 2^53). A function: the read
+/// scripts need it only for a table whose token is missing.
 const NOW: &str = r"
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function now_ms()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
 ";
 
 /// The state of every table and, only if every token is present and the entry was stored
-/// with exactly those tokens, the entry (`KEYS[2n+1]`, optional).
+/// with exactly those tokens, the entry (`KEYS[2n+1]`, optional). A token is only ever set
+/// while no lock is live, so a present token needs no lock check: the clock and the lock set
+/// are read only for a table without one.
 const FETCH: &str = r"
 local n = tonumber(ARGV[1])
-local above = '(' .. now
 local out = {}
 local tokens = {}
 local present = true
+local above = nil
 for i = 1, n do
-  if redis.call('ZCOUNT', KEYS[n + i], above, '+inf') > 0 then
-    out[i] = 1
-    present = false
+  local token = redis.call('GET', KEYS[i])
+  if token and #token == 16 then
+    out[i] = token
+    tokens[i] = token
   else
-    local token = redis.call('GET', KEYS[i])
-    if token and #token == 16 then
-      out[i] = token
-      tokens[i] = token
+    present = false
+    above = above or ('(' .. now_ms())
+    if redis.call('ZCOUNT', KEYS[n + i], above, '+inf') > 0 then
+      out[i] = 1
     else
       out[i] = 0
-      present = false
     end
   end
 end
@@ -54,6 +62,7 @@ return out
 /// returns every table's effective state.
 const INIT: &str = r"
 local n = tonumber(ARGV[1])
+local now = now_ms()
 local out = {}
 for i = 1, n do
   local lock = KEYS[n + i]
@@ -72,16 +81,13 @@ end
 return out
 ";
 
-/// Stores the entry `ARGV[3]` under `KEYS[2n+1]` for `ARGV[2]` ms if no table is locked and
-/// every token is still the one in the entry's header. Returns 1 if stored, 0 if not.
+/// Stores the entry `ARGV[3]` under `KEYS[2n+1]` for `ARGV[2]` ms if every token is still
+/// the one in the entry's header (a present token means no live lock). Returns 1 if stored,
+/// 0 if not.
 const STORE: &str = r"
 local n = tonumber(ARGV[1])
 local entry = ARGV[3]
-local above = '(' .. now
 for i = 1, n do
-  if redis.call('ZCOUNT', KEYS[n + i], above, '+inf') > 0 then
-    return 0
-  end
   if redis.call('GET', KEYS[i]) ~= string.sub(entry, 4 + 16 * (i - 1), 3 + 16 * i) then
     return 0
   end
@@ -94,6 +100,7 @@ return 1
 /// lets the lock key expire with its last deadline: a dead writer leaves nothing behind.
 const LOCK: &str = r"
 local n = tonumber(ARGV[1])
+local now = now_ms()
 local deadline = now + tonumber(ARGV[3])
 for i = 1, n do
   local lock = KEYS[n + i]
@@ -107,16 +114,20 @@ return n
 ";
 
 /// Removes the holder `ARGV[2]` (if not empty) and sets the fresh token `ARGV[2+i]` on every
-/// table; other holders keep their locks.
+/// table no other live holder locks; a table still locked keeps no token until its last
+/// holder bumps or its lock expires.
 const BUMP: &str = r"
 local n = tonumber(ARGV[1])
+local now = now_ms()
 for i = 1, n do
   local lock = KEYS[n + i]
   redis.call('ZREMRANGEBYSCORE', lock, '-inf', now)
   if ARGV[2] ~= '' then
     redis.call('ZREM', lock, ARGV[2])
   end
-  redis.call('SET', KEYS[i], ARGV[2 + i])
+  if redis.call('ZCARD', lock) == 0 then
+    redis.call('SET', KEYS[i], ARGV[2 + i])
+  end
 end
 return n
 ";
