@@ -80,6 +80,8 @@ async fn cached_functions_share_values_through_redis() {
     let runs = || LIST_RUNS.load(Ordering::SeqCst);
     let from_a = fish_from(&a, 1).await.unwrap();
     assert_eq!(from_a.len(), 2);
+    // Another process sees an entry once its store has landed.
+    a.settle().await;
     // The other process decodes the JSON value `a` stored.
     assert_eq!(fish_from(&b, 1).await.unwrap(), from_a);
     assert_eq!((runs(), b.stats().hits), (1, 1));
@@ -89,6 +91,7 @@ async fn cached_functions_share_values_through_redis() {
         first_fish(&b).await.map(|f| f.name).as_deref(),
         Some("cachalot")
     );
+    b.settle().await;
     assert_eq!(
         first_fish(&a).await.map(|f| f.name).as_deref(),
         Some("cachalot")
@@ -107,6 +110,7 @@ async fn cached_functions_share_values_through_redis() {
         first_fish(&a).await.map(|f| f.name).as_deref(),
         Some("orca")
     );
+    a.settle().await;
     assert_eq!(
         first_fish(&b).await.map(|f| f.name).as_deref(),
         Some("orca")

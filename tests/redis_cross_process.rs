@@ -42,7 +42,8 @@ async fn open(path: &Path, prefix: &str) -> Option<CachedPool<sqlx::Sqlite>> {
     Some(CachedPool::with_cache(pool, cache))
 }
 
-/// Reads through the cache; returns the value and whether it was a hit.
+/// Reads through the cache; returns the value and whether it was a hit. The other process
+/// looks for the entry next: a miss's store has landed when this returns.
 async fn read(db: &CachedPool<sqlx::Sqlite>) -> (i64, bool) {
     let hits = db.stats().hits;
     let v = db
@@ -50,6 +51,7 @@ async fn read(db: &CachedPool<sqlx::Sqlite>) -> (i64, bool) {
         .fetch_one()
         .await
         .unwrap();
+    db.settle().await;
     (v, db.stats().hits > hits)
 }
 

@@ -160,6 +160,7 @@ async fn a_partitioned_writer_applies_its_invalidations_before_serving_from_redi
     let a = attach(&pool, backend(&proxy.url(), &prefix).await);
     let b = attach(&pool, backend(&server.url(), &prefix).await);
     assert_eq!(sum(&a).await, 3);
+    a.settle().await;
     assert_eq!(sum(&b).await, 3);
     assert_eq!(b.stats().hits, 1, "B hits A's entry");
 

@@ -119,6 +119,7 @@ async fn fill(backend: &Backend, database: &Arc<str>, count: u64) -> Result<()> 
             }
         }
     }
+    cache.settle().await;
     let stored = cache.stats().stores - before;
     if stored != count {
         return Err(format!("{}: {stored} entries stored of {count}", backend.name).into());

@@ -8,13 +8,63 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, SystemTime};
 
 use cachalot_core::Cachalot;
-use cachalot_core::backend::{CacheBackend, Entry, EntryValue, MemoryBackend, TableId};
+use cachalot_core::backend::{
+    BackendFuture, CacheBackend, Entry, EntryValue, Fetched, LockId, MemoryBackend, TableId,
+    TokenState,
+};
 use cachalot_core::engine::{Decision, ReadSet, WriteSet};
 use cachalot_core::key::{KeyBuilder, QueryKey};
 use cachalot_core::settings::CachalotBuilder;
 use cachalot_core::sql::Dialect;
 use cachalot_core::stats::BypassReason;
+use cachalot_core::version::Token;
 use tokio::sync::Notify;
+
+/// The memory backend, standing for one whose stores are round trips (as Redis's are).
+#[derive(Debug)]
+struct Remote(MemoryBackend);
+
+impl CacheBackend for Remote {
+    fn stores_remotely(&self) -> bool {
+        true
+    }
+    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
+        self.0.fetch(tables, key)
+    }
+    fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
+        self.0.init_tokens(tables)
+    }
+    fn store<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        key: &'a QueryKey,
+        entry: Entry,
+        ttl: Duration,
+    ) -> BackendFuture<'a, bool> {
+        self.0.store(tables, key, entry, ttl)
+    }
+    fn lock<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        lock: LockId,
+        ttl: Duration,
+    ) -> BackendFuture<'a, ()> {
+        self.0.lock(tables, lock, ttl)
+    }
+    fn bump<'a>(
+        &'a self,
+        tables: &'a [TableId],
+        lock: Option<LockId>,
+    ) -> BackendFuture<'a, Vec<Token>> {
+        self.0.bump(tables, lock)
+    }
+    fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
+        self.0.tokens(tables)
+    }
+    fn clear(&self) -> BackendFuture<'_, ()> {
+        self.0.clear()
+    }
+}
 
 struct Fixture {
     cachalot: Cachalot,
@@ -28,6 +78,20 @@ impl Fixture {
         let backend = MemoryBackend::default();
         Fixture {
             cachalot: builder.backend(backend.clone()).build().unwrap(),
+            backend,
+            db: Arc::from("db"),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// A fixture whose backend stores "remotely": misses answer before their store lands.
+    fn remote() -> Self {
+        let backend = MemoryBackend::default();
+        Fixture {
+            cachalot: Cachalot::builder()
+                .backend(Remote(backend.clone()))
+                .build()
+                .unwrap(),
             backend,
             db: Arc::from("db"),
             calls: AtomicUsize::new(0),
@@ -652,4 +716,75 @@ async fn churning_reads_ask_the_cache_when_skipping_is_off() {
     churn(&f, &reads, 100, true).await;
     let stats = f.cachalot.stats();
     assert_eq!((stats.misses, stats.bypasses.churn), (100, 0));
+}
+
+#[tokio::test]
+async fn a_read_after_a_miss_is_a_hit_before_the_store_lands() {
+    let f = Fixture::remote();
+    let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
+    assert_eq!(f.read(&reads, &key, 1_u64).await, 1);
+    // On this single-threaded runtime the store has not run yet: the entry is not in the
+    // backend, and still a read is served, from the miss that is storing it.
+    assert!(
+        f.backend
+            .fetch(reads.ids(), &key)
+            .await
+            .unwrap()
+            .entry
+            .is_none()
+    );
+    assert_eq!(f.cachalot.stats().stores, 0);
+    assert_eq!(f.read(&reads, &key, 2_u64).await, 1);
+    assert_eq!(f.cachalot.cached::<u64>(&reads, &key).await, Some(1));
+    f.cachalot.settle().await;
+    let s = f.cachalot.stats();
+    assert_eq!((s.misses, s.hits, s.stores), (1, 1, 1));
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 1);
+    assert_eq!(f.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_write_before_the_store_lands_is_never_served_the_old_result() {
+    let f = Fixture::remote();
+    let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
+    assert_eq!(f.read(&reads, &key, 1_u64).await, 1);
+    // The write finishes while the store is still on its way: the store is refused, and the
+    // result it carries is never served again.
+    let guard = f
+        .cachalot
+        .begin_write(&f.db, &WriteSet::tables(["t"]))
+        .await;
+    assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
+    guard.finish().await;
+    assert_eq!(f.cachalot.cached::<u64>(&reads, &key).await, None);
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
+    f.cachalot.settle().await;
+    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
+    let s = f.cachalot.stats();
+    assert_eq!(
+        (s.misses, s.hits, s.stores, s.bypasses.locked),
+        (2, 1, 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_racing_the_store_of_a_miss_is_served_either_way() {
+    // Each round: a miss, then from another task a read racing its store (the flight closes
+    // as the entry lands). The second read must never run the query again.
+    let f = Arc::new(Fixture::remote());
+    let reads = f.reads(&["t"]);
+    for round in 0..500_u64 {
+        let key = f
+            .cachalot
+            .key(&f.db, "SELECT * FROM t WHERE id = $1")
+            .param(&(round as i64))
+            .finish();
+        assert_eq!(f.read(&reads, &key, round).await, round);
+        let (f2, reads2, key2) = (f.clone(), reads.clone(), key.clone());
+        let again = tokio::spawn(async move { f2.read(&reads2, &key2, u64::MAX).await });
+        assert_eq!(again.await.unwrap(), round);
+    }
+    assert_eq!(f.calls(), 500);
+    f.cachalot.settle().await;
+    assert_eq!(f.cachalot.stats().stores, 500);
 }

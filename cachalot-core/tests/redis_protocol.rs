@@ -113,7 +113,8 @@ impl<B: TestBackend> World<B> {
         }
     }
 
-    /// A complete read; returns the value and whether the query ran.
+    /// A complete read, its store landed (these scenarios look at the backend itself);
+    /// returns the value and whether the query ran.
     async fn read(&self) -> (u64, bool) {
         let ran = AtomicUsize::new(0);
         let v = self
@@ -130,6 +131,7 @@ impl<B: TestBackend> World<B> {
             )
             .await
             .unwrap();
+        self.cachalot.settle().await;
         (v, ran.load(SeqCst) > 0)
     }
 
@@ -439,6 +441,7 @@ async fn whole_database<B: TestBackend>(backend: B) {
         )
         .await
         .unwrap();
+    w.cachalot.settle().await;
     w.cachalot.invalidate_all(&w.db).await;
     assert_eq!(served(&w.backend, &reads, &key).await, Some(5));
 }

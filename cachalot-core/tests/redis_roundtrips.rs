@@ -84,6 +84,8 @@ async fn a_hit_is_one_round_trip_and_a_write_two() {
     // First read of these tables: fetch, set the missing tokens, store.
     let before = commandstats(&url).await;
     read().await.unwrap();
+    // The store goes on after the read returns.
+    cachalot.settle().await;
     let first = round_trips(&before, &commandstats(&url).await);
     assert_eq!(first, map(&[("evalsha", 3)]), "first miss");
 
@@ -113,6 +115,7 @@ async fn a_hit_is_one_round_trip_and_a_write_two() {
     // A miss on present tokens: fetch + store.
     let before = commandstats(&url).await;
     read().await.unwrap();
+    cachalot.settle().await;
     let miss = round_trips(&before, &commandstats(&url).await);
     assert_eq!(miss, map(&[("evalsha", 2)]), "miss");
     assert_eq!(cachalot.stats().hits, 10);

@@ -222,6 +222,27 @@ where
         self.cache.stats()
     }
 
+    /// Waits until the results of the misses so far are stored. With Redis, a miss stores its
+    /// rows after returning them; reads in this process never notice, another process and
+    /// [`stats`](Self::stats)'s `stores` do (see
+    /// [`Cachalot::settle`](cachalot_core::Cachalot::settle)).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let db = cachalot_sqlx::CachedPool::new(sqlx::SqlitePool::connect("sqlite::memory:").await?);
+    /// let n: i64 = db.query_scalar("SELECT 40 + 2").fetch_one().await?;
+    /// let again: i64 = db.query_scalar("SELECT 40 + 2").fetch_one().await?;
+    /// assert_eq!((n, again), (42, 42));
+    /// db.settle().await;
+    /// let stats = db.stats();
+    /// assert_eq!((stats.misses, stats.hits, stats.stores), (1, 1, 1));
+    /// # Ok::<(), sqlx::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn settle(&self) {
+        self.cache.settle().await;
+    }
+
     /// The isolation level a new transaction on this pool gets by default.
     pub(crate) async fn default_isolation(&self) -> IsolationLevel {
         if self

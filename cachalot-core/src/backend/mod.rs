@@ -264,6 +264,13 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Whether a store is a round trip to another process (Redis): a miss then hands its
+    /// result to the caller first and stores it in a task of its own. In process, a store
+    /// costs less than handing it to another task, so the memory backend says no.
+    fn stores_remotely(&self) -> bool {
+        false
+    }
+
     /// Stores `entry` under `key`'s hash for at most `ttl`, replacing any entry there, if the
     /// current tokens of `tables` (the same tables as the read's
     /// [`fetch`](Self::fetch)) are still the entry's. Otherwise the entry could never be served
@@ -307,6 +314,9 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
 impl<B: CacheBackend + ?Sized> CacheBackend for Arc<B> {
     fn encodes_values(&self) -> bool {
         (**self).encodes_values()
+    }
+    fn stores_remotely(&self) -> bool {
+        (**self).stores_remotely()
     }
     fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
         (**self).fetch(tables, key)

@@ -20,6 +20,7 @@ mod options;
 mod pending;
 mod read;
 mod readsets;
+mod storing;
 mod write;
 
 pub use options::{Codec, ReadOptions};
@@ -89,6 +90,7 @@ pub(crate) struct Inner {
     flights: flight::Flights,
     read_sets: readsets::ReadSets,
     pending: pending::Pending,
+    storing: storing::Storing,
     temporaries: Temporaries,
     /// Set by a backend error, cleared by the next success: one warning per outage.
     degraded: AtomicBool,
@@ -137,6 +139,7 @@ impl Cachalot {
                 flights: flight::Flights::default(),
                 read_sets: readsets::ReadSets::default(),
                 pending: pending::Pending::default(),
+                storing: storing::Storing::default(),
                 temporaries: Temporaries::default(),
                 degraded: AtomicBool::new(false),
             }),
@@ -206,6 +209,37 @@ impl Cachalot {
     /// Receives an [`Invalidation`] per table per finished write.
     pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.inner.signal.subscribe()
+    }
+
+    /// Waits until the results of the misses so far are stored (or refused by the backend).
+    ///
+    /// With a backend whose stores are round trips ([`CacheBackend::stores_remotely`]:
+    /// Redis), a miss stores its result after it returns, so that the caller does not wait
+    /// for the round trip. Reads never notice: until the store lands, a read with the same
+    /// tokens takes the result from the miss that is storing it. What does notice is another
+    /// process, what looks at the backend itself or at
+    /// [`Stats::stores`](crate::stats::Stats::stores), and a process about to exit that wants
+    /// its last results kept. With the memory backend, stores are done before a miss returns
+    /// and this returns at once.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::engine::ReadSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cachalot = Cachalot::builder().build().unwrap();
+    /// let db: Arc<str> = Arc::from("app");
+    /// let reads = ReadSet::new(&db, ["users"]);
+    /// let key = cachalot.key(&db, "SELECT count(*) FROM users").result_type("u64").finish();
+    /// let run = || async { Ok::<_, std::io::Error>(3_u64) };
+    /// cachalot.read(&reads, key, |_| 8, run).await.unwrap();
+    /// cachalot.settle().await;
+    /// assert_eq!(cachalot.stats().stores, 1);
+    /// # });
+    /// ```
+    pub async fn settle(&self) {
+        self.inner.storing.settle().await;
     }
 
     /// Whether some invalidation failed to reach the backend and is still being retried (its

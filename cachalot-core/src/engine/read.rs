@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::flight::{self, Role, Shared};
 use super::options::{Codec, ReadOptions};
 use super::{Cachalot, Inner};
-use crate::backend::{Entry, EntryValue, Fetched, TableId, TokenState};
+use crate::backend::{CacheBackend, Entry, EntryValue, Fetched, TableId, TokenState};
 use crate::error::BackendError;
 use crate::key::QueryKey;
 use crate::sql::{Analysis, NotCacheable};
@@ -306,6 +306,7 @@ impl Cachalot {
             inner.stats.bypass(BypassReason::Churn);
             return fetch().await;
         }
+        let landing = inner.landing(&key);
         let looked_up = match inner.backend.fetch(ids, &key).await {
             Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
             Err(err) => Err(err),
@@ -319,6 +320,11 @@ impl Cachalot {
             }
             Ok(Lookup::Miss(tokens)) => {
                 inner.backend_ok();
+                if let Some(value) = landed::<T>(landing, &tokens) {
+                    inner.stats.hit();
+                    heat.hit();
+                    return Ok(value);
+                }
                 heat.miss(&tokens);
                 tokens
             }
@@ -409,15 +415,39 @@ impl Cachalot {
         if self.inner.bypass_reason(ids).is_some() {
             return None;
         }
+        let landing = self.inner.landing(key);
         let fetched = self.inner.backend.fetch(ids, key).await.ok()?;
         match lookup::<T>(fetched, key, ids.len(), options.codec.as_ref()) {
             Ok(Lookup::Hit(value)) => Some(value),
+            // Stored soon, or just now: a read would take it from its flight.
+            Ok(Lookup::Miss(tokens)) => landed(landing, &tokens).or_else(|| {
+                self.inner
+                    .flights
+                    .ready(key.hash(), &tokens, key.material())?
+                    .downcast_ref::<T>()
+                    .cloned()
+            }),
             _ => None,
         }
     }
 }
 
+/// The value of `landing`, if its tokens are `tokens`: what was being stored, valid exactly as
+/// an entry stored with those tokens would be.
+fn landed<T: Clone + 'static>(landing: Option<flight::Landing>, tokens: &[Token]) -> Option<T> {
+    landing?.with_tokens(tokens)?.downcast_ref::<T>().cloned()
+}
+
 impl Inner {
+    /// The result of `key` being stored, if one is: taken before the backend is asked, so that
+    /// a store landing meanwhile (its flight gone, its entry not yet seen) still serves.
+    fn landing(&self, key: &QueryKey) -> Option<flight::Landing> {
+        if !self.storing.any() {
+            return None;
+        }
+        self.flights.landing(key.hash(), key.material())
+    }
+
     /// Sets the missing tokens. `None` (counted) when the read must bypass.
     async fn init_tokens(&self, ids: &[TableId]) -> Option<Arc<[Token]>> {
         let states = match self.backend.init_tokens(ids).await {
@@ -449,8 +479,14 @@ impl Inner {
 
     /// A miss with `tokens` read before the query: run it once for all identical concurrent
     /// misses, and store its result with those tokens.
+    ///
+    /// With a backend that [stores remotely](CacheBackend::stores_remotely), the store
+    /// happens after this returns, in a task of its own (inline without a tokio runtime, or
+    /// when too many are on their way): the caller has its rows without waiting for the round
+    /// trip. Until the store lands, the flight holds the result for the readers that read the
+    /// same tokens.
     async fn miss<T, E, W, F, Fut>(
-        &self,
+        self: &Arc<Self>,
         reads: &ReadSet,
         key: QueryKey,
         tokens: Arc<[Token]>,
@@ -467,6 +503,14 @@ impl Inner {
         let leader = match self.flights.join(key.hash(), &tokens, key.material()) {
             Role::Leader(leader) => Some(leader),
             Role::Alone => None,
+            Role::Ready(shared) => {
+                if let Some(value) = shared.downcast_ref::<T>() {
+                    self.stats.hit();
+                    reads.heat().hit();
+                    return Ok(value.clone());
+                }
+                None
+            }
             Role::Follower(receiver) => {
                 if let Some(shared) = flight::wait(receiver).await
                     && let Some(value) = shared.downcast_ref::<T>()
@@ -484,48 +528,115 @@ impl Inner {
         // On `Err` the leader is dropped here: its followers run their own query.
         let value = fetch().await?;
         let weight = weigh(&value);
-        if weight > self.settings.max_entry_bytes {
-            self.stats.bypass(BypassReason::TooLarge);
+        let too_large = weight > self.settings.max_entry_bytes;
+        let encodes = self.backend.encodes_values();
+        // Without a codec, a backend of bytes keeps nothing: the read simply stays a miss.
+        if too_large || (encodes && options.codec.is_none()) {
+            if too_large {
+                self.stats.bypass(BypassReason::TooLarge);
+            }
             if let Some(leader) = leader {
                 leader.finish(|| Arc::new(value.clone()) as Shared);
             }
             return Ok(value);
         }
-        let shared: Shared = Arc::new(value.clone());
-        if let Some(leader) = leader {
-            leader.finish(|| shared.clone());
+        let kept = Arc::new(value.clone());
+        let shared: Shared = kept.clone();
+        let store = Store {
+            inner: self.clone(),
+            published: leader.and_then(|leader| leader.publish(shared.clone())),
+            reads: reads.clone(),
+            key,
+            tokens,
+            ttl: options.ttl.unwrap_or(self.settings.ttl),
+            weight,
+            counted: false,
+        };
+        let value_stored = if encodes {
+            Stored::Encode(kept, options.codec)
+        } else {
+            Stored::Local(shared)
+        };
+        let handle = match self.backend.stores_remotely() {
+            true => tokio::runtime::Handle::try_current().ok(),
+            false => None,
+        };
+        match handle {
+            Some(handle) if self.storing.begin() => {
+                let mut store = store;
+                store.counted = true;
+                handle.spawn(store.run(value_stored));
+            }
+            _ => store.run(value_stored).await,
         }
-        let value_stored = if self.backend.encodes_values() {
-            let encoded = options.codec.map(|codec| (codec.encode)(&value));
-            match encoded {
+        Ok(value)
+    }
+}
+
+/// What a miss stores: the value itself, or its bytes (encoded by the store, off the
+/// reader's path).
+enum Stored<T> {
+    Local(Shared),
+    Encode(Arc<T>, Option<Codec<T>>),
+}
+
+/// The store of a miss's result, and the closing of its flight once it lands (or is
+/// dropped: a runtime shutting down).
+struct Store {
+    inner: Arc<Inner>,
+    published: Option<flight::Published>,
+    reads: ReadSet,
+    key: QueryKey,
+    tokens: Arc<[Token]>,
+    ttl: std::time::Duration,
+    weight: usize,
+    /// Counted in [`Inner::storing`]: it runs in a task of its own.
+    counted: bool,
+}
+
+impl Store {
+    async fn run<T: Send + Sync + 'static>(self, value: Stored<T>) {
+        let value = match value {
+            Stored::Local(shared) => EntryValue::Local(shared),
+            Stored::Encode(value, codec) => match codec.map(|codec| (codec.encode)(&value)) {
                 Some(Ok(bytes)) => EntryValue::Encoded(bytes.into()),
                 Some(Err(err)) => {
                     tracing::warn!(%err, "cachalot: a value failed to encode; not stored");
-                    return Ok(value);
+                    return;
                 }
-                // Nothing to keep it with: the read simply stays a miss.
-                None => return Ok(value),
-            }
-        } else {
-            EntryValue::Local(shared)
+                None => return,
+            },
         };
-        let tokens_stored = tokens.clone();
         let entry = Entry {
-            tokens,
-            material: key.material().clone(),
-            value: value_stored,
-            weight,
+            tokens: self.tokens.clone(),
+            material: self.key.material().clone(),
+            value,
+            weight: self.weight,
         };
-        let ttl = options.ttl.unwrap_or(self.settings.ttl);
-        match self.backend.store(reads.ids(), &key, entry, ttl).await {
+        let inner = &self.inner;
+        match inner
+            .backend
+            .store(self.reads.ids(), &self.key, entry, self.ttl)
+            .await
+        {
             Ok(true) => {
-                self.stats.store();
-                reads.heat().stored(&tokens_stored);
+                inner.stats.store();
+                self.reads.heat().stored(&self.tokens);
             }
             // A write came in while the query ran: the entry could never be served.
             Ok(false) => {}
-            Err(err) => self.backend_failed("store", &err),
+            Err(err) => inner.backend_failed("store", &err),
         }
-        Ok(value)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(published) = self.published.take() {
+            self.inner.flights.land(published);
+        }
+        if self.counted {
+            self.inner.storing.end();
+        }
     }
 }

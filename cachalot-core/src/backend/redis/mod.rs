@@ -811,6 +811,10 @@ impl CacheBackend for RedisBackend {
         true
     }
 
+    fn stores_remotely(&self) -> bool {
+        true
+    }
+
     fn store<'a>(
         &'a self,
         tables: &'a [TableId],
