@@ -128,9 +128,11 @@ const WHY_HIT: &str = "Back to back, a hit costs 0.4–4 µs; right after a data
 const WHY_COLD: &str = "A miss adds the lookup before the query and, after it, one copy of the \
     rows for the cache and moka's insert (its write log and, every 64 writes, its housekeeping): \
     about 3 µs with warm caches (`cargo bench -p cachalot-core --bench hit`, `read miss + \
-    store`), several more right after the database call. SQLite answers the cheap queries in \
-    70–150 µs, so that is 3–10% there; the run-to-run spread of these medians is of the same \
-    order.";
+    store`), 7–8 µs right after the database call, about half on each side of the query, as the \
+    database's work has evicted the CPU's caches. Storing from a task of its own, as misses \
+    through Redis do, does not pay in memory: on 2 cores the spawn wakes the second worker, \
+    which then competes with the database. SQLite answers the cheap queries in 70–150 µs, so \
+    that is 3–10% there; the run-to-run spread of these medians is of the same order.";
 
 /// Why a Redis hit is not faster.
 const WHY_REDIS_HOT: &str = "A Redis hit is one round trip to a Lua script that reads the tokens \
@@ -152,10 +154,11 @@ const WHY_FLAT: &str = "Invalidation replaces one token per table and never visi
     change beyond 10% is noise from the shared machine.";
 
 /// Why the adapter costs more than 2%.
-const WHY_OVERHEAD: &str = "The miss is the lookup before the query, plus one copy of the row \
-    and moka's insert after it (see the cold target), on a read that takes PostgreSQL 115–215 \
-    µs. The write is the analysis, a lock and a bump in memory, and the stream wrapper that \
-    guarantees the bump even when the caller drops the stream early.";
+const WHY_OVERHEAD: &str = "The miss is the lookup before the query (about 3.5 µs right after a \
+    database call) plus one copy of the row and moka's insert after it (about 4 µs; see the cold \
+    target), on a read that takes PostgreSQL 115–215 µs. The write is the analysis, a lock and a \
+    bump in memory, and the stream wrapper that guarantees the bump even when the caller drops \
+    the stream early.";
 
 /// One of the targets and how the run did.
 #[derive(Debug, Clone, Serialize)]
