@@ -2,69 +2,23 @@
 //! decisions and signals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod double;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, SystemTime};
 
 use cachalot_core::Cachalot;
-use cachalot_core::backend::{
-    BackendFuture, CacheBackend, Entry, EntryValue, Fetched, LockId, MemoryBackend, TableId,
-    TokenState,
-};
+use cachalot_core::backend::{CacheBackend, Entry, EntryValue, MemoryBackend, TableId};
 use cachalot_core::engine::{Decision, ReadSet, WriteSet};
 use cachalot_core::key::{KeyBuilder, QueryKey};
 use cachalot_core::settings::CachalotBuilder;
 use cachalot_core::sql::Dialect;
 use cachalot_core::stats::BypassReason;
-use cachalot_core::version::Token;
 use tokio::sync::Notify;
 
-/// The memory backend, standing for one whose stores are round trips (as Redis's are).
-#[derive(Debug)]
-struct Remote(MemoryBackend);
-
-impl CacheBackend for Remote {
-    fn stores_remotely(&self) -> bool {
-        true
-    }
-    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
-        self.0.fetch(tables, key)
-    }
-    fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
-        self.0.init_tokens(tables)
-    }
-    fn store<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        key: &'a QueryKey,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BackendFuture<'a, bool> {
-        self.0.store(tables, key, entry, ttl)
-    }
-    fn lock<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        lock: LockId,
-        ttl: Duration,
-    ) -> BackendFuture<'a, ()> {
-        self.0.lock(tables, lock, ttl)
-    }
-    fn bump<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        lock: Option<LockId>,
-    ) -> BackendFuture<'a, Vec<Token>> {
-        self.0.bump(tables, lock)
-    }
-    fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
-        self.0.tokens(tables)
-    }
-    fn clear(&self) -> BackendFuture<'_, ()> {
-        self.0.clear()
-    }
-}
+use double::Double;
 
 struct Fixture {
     cachalot: Cachalot,
@@ -89,7 +43,11 @@ impl Fixture {
         let backend = MemoryBackend::default();
         Fixture {
             cachalot: Cachalot::builder()
-                .backend(Remote(backend.clone()))
+                .backend(Double {
+                    inner: backend.clone(),
+                    remote: true,
+                    ..Double::default()
+                })
                 .build()
                 .unwrap(),
             backend,

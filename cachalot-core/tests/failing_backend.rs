@@ -2,87 +2,22 @@
 //! uncacheable in this process until a retry succeeds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod double;
+
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use cachalot_core::backend::{
-    BackendFuture, CacheBackend, Entry, Fetched, LockId, MemoryBackend, TableId, TokenState,
-};
+use cachalot_core::Cachalot;
 use cachalot_core::engine::{ReadSet, WriteSet};
 use cachalot_core::key::QueryKey;
-use cachalot_core::version::Token;
-use cachalot_core::{BackendError, Cachalot};
 
-/// A [`MemoryBackend`] that fails every operation while `fail` is set.
-#[derive(Debug, Clone, Default)]
-struct Flaky {
-    inner: MemoryBackend,
-    fail: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check<'a, T: Send + 'a>(&self, ok: BackendFuture<'a, T>) -> BackendFuture<'a, T> {
-        if self.fail.load(SeqCst) {
-            Box::pin(async { Err(BackendError::Unavailable("down".into())) })
-        } else {
-            ok
-        }
-    }
-}
-
-impl CacheBackend for Flaky {
-    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
-        self.check(self.inner.fetch(tables, key))
-    }
-    fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
-        self.check(self.inner.init_tokens(tables))
-    }
-    fn store<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        key: &'a QueryKey,
-        entry: Entry,
-        ttl: Duration,
-    ) -> BackendFuture<'a, bool> {
-        if self.fail.load(SeqCst) {
-            return Box::pin(async { Err(BackendError::Timeout(Duration::from_millis(1))) });
-        }
-        self.inner.store(tables, key, entry, ttl)
-    }
-    fn lock<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        lock: LockId,
-        ttl: Duration,
-    ) -> BackendFuture<'a, ()> {
-        if self.fail.load(SeqCst) {
-            return Box::pin(async { Err(BackendError::Unavailable("down".into())) });
-        }
-        self.inner.lock(tables, lock, ttl)
-    }
-    fn bump<'a>(
-        &'a self,
-        tables: &'a [TableId],
-        lock: Option<LockId>,
-    ) -> BackendFuture<'a, Vec<Token>> {
-        if self.fail.load(SeqCst) {
-            return Box::pin(async { Err(BackendError::Unavailable("down".into())) });
-        }
-        self.inner.bump(tables, lock)
-    }
-    fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
-        self.check(self.inner.tokens(tables))
-    }
-    fn clear(&self) -> BackendFuture<'_, ()> {
-        self.check(self.inner.clear())
-    }
-}
+use double::Double;
 
 struct Fixture {
     cachalot: Cachalot,
-    backend: Flaky,
+    backend: Double,
     db: Arc<str>,
     reads: ReadSet,
     key: QueryKey,
@@ -91,7 +26,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let backend = Flaky::default();
+        let backend = Double::default();
         let cachalot = Cachalot::builder()
             .backend(backend.clone())
             .build()
