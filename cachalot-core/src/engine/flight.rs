@@ -118,35 +118,24 @@ impl Flights {
         })
     }
 
-    /// The result of a published flight with this key, tokens and material, if there is one.
-    pub(crate) fn ready(
+    /// A published result of this key, read with `tokens` if given, else whatever its tokens
+    /// (the latest): taken before the backend is asked, it still serves a reader whose tokens
+    /// match once the store has landed and its flight is gone, so a read after a miss is a hit
+    /// whenever the store lands.
+    pub(crate) fn landing(
         &self,
         hash: u128,
-        tokens: &[Token],
         material: &Arc<[u8]>,
-    ) -> Option<Shared> {
-        self.lock()
-            .get(&hash)?
-            .iter()
-            .find(|f| *f.tokens == *tokens && *f.material == **material)
-            .and_then(|f| f.ready.clone())
-    }
-
-    /// A published result of this key, whatever its tokens: taken before the backend is
-    /// asked, it still serves a reader whose tokens match once the store has landed and
-    /// its flight is gone, so a read after a miss is a hit whenever the store lands.
-    pub(crate) fn landing(&self, hash: u128, material: &Arc<[u8]>) -> Option<Landing> {
-        self.lock()
-            .get(&hash)?
-            .iter()
-            .rev()
-            .find(|f| f.ready.is_some() && *f.material == **material)
-            .and_then(|f| {
-                Some(Landing {
-                    tokens: f.tokens.clone(),
-                    value: f.ready.clone()?,
-                })
-            })
+        tokens: Option<&[Token]>,
+    ) -> Option<Landing> {
+        let map = self.lock();
+        let flight = map.get(&hash)?.iter().rev().find(|f| {
+            f.ready.is_some() && *f.material == **material && tokens.is_none_or(|t| *f.tokens == *t)
+        })?;
+        Some(Landing {
+            tokens: flight.tokens.clone(),
+            value: flight.ready.clone()?,
+        })
     }
 
     /// Closes a published flight: its result is stored, or will never be.

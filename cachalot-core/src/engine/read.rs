@@ -421,11 +421,11 @@ impl Cachalot {
             Ok(Lookup::Hit(value)) => Some(value),
             // Stored soon, or just now: a read would take it from its flight.
             Ok(Lookup::Miss(tokens)) => landed(landing, &tokens).or_else(|| {
-                self.inner
+                let now = self
+                    .inner
                     .flights
-                    .ready(key.hash(), &tokens, key.material())?
-                    .downcast_ref::<T>()
-                    .cloned()
+                    .landing(key.hash(), key.material(), Some(&tokens));
+                landed(now, &tokens)
             }),
             _ => None,
         }
@@ -445,7 +445,7 @@ impl Inner {
         if !self.storing.any() {
             return None;
         }
-        self.flights.landing(key.hash(), key.material())
+        self.flights.landing(key.hash(), key.material(), None)
     }
 
     /// Sets the missing tokens. `None` (counted) when the read must bypass.
@@ -542,9 +542,20 @@ impl Inner {
         }
         let kept = Arc::new(value.clone());
         let shared: Shared = kept.clone();
+        let remote = self.backend.stores_remotely();
+        // A store in process is done before this returns: the followers need the result,
+        // later readers will find the entry.
+        let published = match leader {
+            Some(leader) if remote => leader.publish(shared.clone()),
+            Some(leader) => {
+                leader.finish(|| shared.clone());
+                None
+            }
+            None => None,
+        };
         let store = Store {
             inner: self.clone(),
-            published: leader.and_then(|leader| leader.publish(shared.clone())),
+            published,
             reads: reads.clone(),
             key,
             tokens,
@@ -552,12 +563,11 @@ impl Inner {
             weight,
             counted: false,
         };
-        let value_stored = if encodes {
-            Stored::Encode(kept, options.codec)
-        } else {
-            Stored::Local(shared)
+        let value_stored = match options.codec {
+            Some(codec) if encodes => Stored::Encode(kept, codec),
+            _ => Stored::Local(shared),
         };
-        let handle = match self.backend.stores_remotely() {
+        let handle = match remote {
             true => tokio::runtime::Handle::try_current().ok(),
             false => None,
         };
@@ -577,7 +587,7 @@ impl Inner {
 /// reader's path).
 enum Stored<T> {
     Local(Shared),
-    Encode(Arc<T>, Option<Codec<T>>),
+    Encode(Arc<T>, Codec<T>),
 }
 
 /// The store of a miss's result, and the closing of its flight once it lands (or is
@@ -598,13 +608,12 @@ impl Store {
     async fn run<T: Send + Sync + 'static>(self, value: Stored<T>) {
         let value = match value {
             Stored::Local(shared) => EntryValue::Local(shared),
-            Stored::Encode(value, codec) => match codec.map(|codec| (codec.encode)(&value)) {
-                Some(Ok(bytes)) => EntryValue::Encoded(bytes.into()),
-                Some(Err(err)) => {
+            Stored::Encode(value, codec) => match (codec.encode)(&value) {
+                Ok(bytes) => EntryValue::Encoded(bytes.into()),
+                Err(err) => {
                     tracing::warn!(%err, "cachalot: a value failed to encode; not stored");
                     return;
                 }
-                None => return,
             },
         };
         let entry = Entry {
