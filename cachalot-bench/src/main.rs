@@ -57,6 +57,7 @@ struct Args {
     rounds: Option<usize>,
     seconds: Option<f64>,
     profile: Option<profile::Profile>,
+    sweep: Option<usize>,
     out: Option<PathBuf>,
     databases: Vec<String>,
 }
@@ -66,10 +67,14 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
   --quick    every path with few iterations, in seconds; writes nothing unless --out is given
   --rounds N recorded rounds of the 12 queries (default: 5 quick, 300 full)
   --seconds S
-             seconds per mode and write ratio of the mixed workload (default: 0.2 quick, 4 full)
-  --profile [redis-]hit|cold-hit|miss|direct|write
+             seconds per mode and write ratio of the mixed workload (default: 0.2 quick, 4 full),
+             or of the --profile loop (default: 10)
+  --profile [redis-]hit|cold-hit|hit-after-direct|miss|direct|write
              instead of the benchmark, run only that path (through the memory backend, or
-             Redis) on the first database of --db for 10 s, for perf record; writes nothing
+             Redis) on the first database of --db, for perf record or valgrind; writes nothing
+  --sweep BYTES
+             what cold-hit sweeps before each hit (default: 64 MiB; under valgrind, a little
+             more than its simulated last-level cache)
   --out DIR  where benchmarks.{md,json,svg} go (default for a full run: the workspace's docs/)
   --db LIST  only these databases (default: all three)
 
@@ -83,6 +88,7 @@ impl Args {
             rounds: None,
             seconds: None,
             profile: None,
+            sweep: None,
             out: None,
             databases: vec!["sqlite".into(), "postgres".into(), "mariadb".into()],
         };
@@ -103,6 +109,13 @@ impl Args {
                         .parse()
                         .map_err(|_| format!("--seconds: not a number: {n}"))?;
                     args.seconds = Some(seconds);
+                }
+                "--sweep" => {
+                    let n = it.next().ok_or("--sweep needs a number of bytes")?;
+                    let bytes = n
+                        .parse()
+                        .map_err(|_| format!("--sweep: not a number: {n}"))?;
+                    args.sweep = Some(bytes);
                 }
                 "--profile" => {
                     let what = it.next().ok_or("--profile needs a path")?;
@@ -380,10 +393,19 @@ async fn run(args: Args) -> Result<()> {
 /// Every database in turn (or the `--profile` loop), then the invalidation benchmark.
 async fn run_all(ctx: &mut Context) -> Result<()> {
     if let Some(path) = ctx.args.profile {
+        let options = profile::Options {
+            duration: ctx
+                .args
+                .seconds
+                .map_or(profile::DURATION, Duration::from_secs_f64),
+            sweep: ctx.args.sweep.unwrap_or(profile::SWEEP_BYTES),
+        };
         return match ctx.args.databases.first().map(String::as_str) {
-            Some("sqlite") => profile::run(db::sqlite().await?, &ctx.data, path).await,
-            Some("postgres") => profile::run(db::postgres().await??, &ctx.data, path).await,
-            _ => profile::run(db::mariadb().await??, &ctx.data, path).await,
+            Some("sqlite") => profile::run(db::sqlite().await?, &ctx.data, path, options).await,
+            Some("postgres") => {
+                profile::run(db::postgres().await??, &ctx.data, path, options).await
+            }
+            _ => profile::run(db::mariadb().await??, &ctx.data, path, options).await,
         };
     }
     if ctx.args.wants("sqlite") {

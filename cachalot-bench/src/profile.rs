@@ -9,12 +9,25 @@ use crate::Result;
 use crate::backends;
 use crate::dataset::{Dataset, QUERIES, TABLES, TESTS};
 use crate::db::{BenchDb, Fixture, Path};
+use crate::sample::Samples;
 
-/// What `cold-hit` sweeps before each hit: more than the machine's caches.
-const SWEEP_BYTES: usize = 64 * 1024 * 1024;
+/// What `cold-hit` sweeps before each hit by default: more than the machine's caches.
+pub const SWEEP_BYTES: usize = 64 * 1024 * 1024;
 
-/// How long the loop runs.
-const DURATION: Duration = Duration::from_secs(10);
+/// How long the loop runs by default.
+pub const DURATION: Duration = Duration::from_secs(10);
+
+/// How the loop runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long.
+    pub duration: Duration,
+    /// What `cold-hit` sweeps before each hit, in bytes. Under `valgrind --cache-sim=yes`, a
+    /// little more than the simulated last-level cache makes every line a hit touches a miss
+    /// there: the count of lines a hit brings in, which is what it costs between database
+    /// calls.
+    pub sweep: usize,
+}
 
 /// What `--profile` loops on: a path, through the memory backend or (`redis-` prefix) Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +46,9 @@ pub enum Loop {
     /// Cached reads that hit, each after the CPU's caches were flushed by sweeping a buffer
     /// larger than them: what a hit costs between database calls.
     ColdHit,
+    /// Cached reads that hit, each right after the same query on the pool: what the
+    /// benchmark's interleaved hot column measures (only the hit is timed).
+    HitAfterDirect,
     /// Cached reads right after an invalidation.
     Miss,
     /// Reads on the pool.
@@ -53,6 +69,7 @@ impl FromStr for Profile {
         let path = match name {
             "hit" => Loop::Hit,
             "cold-hit" => Loop::ColdHit,
+            "hit-after-direct" => Loop::HitAfterDirect,
             "miss" => Loop::Miss,
             "direct" => Loop::Direct,
             "write" => Loop::Write,
@@ -62,8 +79,13 @@ impl FromStr for Profile {
     }
 }
 
-/// Seeds the database and loops on `profile`'s path over the 12 queries for [`DURATION`].
-pub async fn run<DB>(fixture: Fixture<DB>, data: &Dataset, profile: Profile) -> Result<()>
+/// Seeds the database and loops on `profile`'s path over the 12 queries for `options.duration`.
+pub async fn run<DB>(
+    fixture: Fixture<DB>,
+    data: &Dataset,
+    profile: Profile,
+    options: Options,
+) -> Result<()>
 where
     DB: BenchDb,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -87,18 +109,19 @@ where
         };
         let db = cachalot::Attach::attach(&cache, fixture.pool.clone());
         println!(
-            "profile: {path:?} on {} through {} for {DURATION:?}",
+            "profile: {path:?} on {} through {} for {:?}",
             DB::LABEL,
-            backend.name
+            backend.name,
+            options.duration
         );
-        let deadline = Instant::now() + DURATION;
+        let deadline = Instant::now() + options.duration;
         let mut calls = 0u64;
         let mut timed = Duration::ZERO;
-        let mut per_query = [Duration::ZERO; QUERIES.len()];
+        let mut per_query: Vec<Samples> = vec![Samples::default(); QUERIES.len()];
         let mut sweep = vec![
             0u8;
             if path == Loop::ColdHit {
-                SWEEP_BYTES
+                options.sweep
             } else {
                 0
             }
@@ -114,6 +137,10 @@ where
                         std::hint::black_box(&sweep);
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
+                    Loop::HitAfterDirect => {
+                        DB::read(&db, query, Path::Direct).await?;
+                        DB::read(&db, query, Path::Cached).await?.elapsed
+                    }
                     Loop::Miss => {
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed
@@ -125,7 +152,7 @@ where
                     }
                 };
                 timed += elapsed;
-                per_query[i] += elapsed;
+                per_query[i].push(elapsed);
                 calls += 1;
             }
         }
@@ -134,12 +161,11 @@ where
             timed.as_secs_f64() * 1e6 / calls as f64,
             db.stats()
         );
-        let rounds = calls as f64 / QUERIES.len() as f64;
-        for (query, total) in QUERIES.iter().zip(per_query) {
+        for (query, samples) in QUERIES.iter().zip(&per_query) {
+            let summary = samples.summary();
             println!(
-                "  {:<46} {:>10.2} µs",
-                query.django,
-                total.as_secs_f64() * 1e6 / rounds
+                "  {:<46} median {:>9.2} µs, mean {:>9.2} µs",
+                query.django, summary.median_us, summary.mean_us
             );
         }
         Ok(())
