@@ -50,11 +50,16 @@ struct Inner {
     max_bytes: u64,
 }
 
-/// What moka stores: the entry and how long it may live.
+/// What moka stores: the entry and until when it may be served (`None`: a TTL too long to
+/// reach).
+///
+/// The deadline is checked on lookup rather than given to moka as a per-entry expiry: moka's
+/// expiry policy costs every lookup and every insert its timer-wheel bookkeeping, while an
+/// entry past its deadline is simply never served and is evicted like any other.
 #[derive(Clone)]
 struct Slot {
     entry: Entry,
-    ttl: Duration,
+    expires: Option<Instant>,
 }
 
 /// A table's version: its token, and the writers holding a lock on it.
@@ -84,29 +89,6 @@ impl TableState {
     }
 }
 
-struct PerEntryTtl;
-
-impl moka::Expiry<u128, Slot> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &u128,
-        slot: &Slot,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(slot.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &u128,
-        slot: &Slot,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(slot.ttl)
-    }
-}
-
 /// Builds a [`MemoryBackend`].
 #[derive(Debug, Clone)]
 pub struct MemoryBackendBuilder {
@@ -128,7 +110,6 @@ impl MemoryBackendBuilder {
             .weigher(|_key: &u128, slot: &Slot| {
                 u32::try_from(slot.entry.footprint()).unwrap_or(u32::MAX)
             })
-            .expire_after(PerEntryTtl)
             .build_with_hasher(Fast::default());
         MemoryBackend {
             inner: Arc::new(Inner {
@@ -187,6 +168,16 @@ impl MemoryBackend {
         if let Some(state) = self.write_shard(table).get_mut(table) {
             state.token = None;
         }
+    }
+
+    /// The entry stored under `hash`, unless its TTL has passed (then it is dropped).
+    fn live(&self, hash: u128) -> Option<Entry> {
+        let slot = self.inner.entries.get(&hash)?;
+        if slot.expires.is_none_or(|expires| expires > Instant::now()) {
+            return Some(slot.entry);
+        }
+        self.inner.entries.invalidate(&hash);
+        None
     }
 
     fn shard(&self, table: &TableId) -> &Shard {
@@ -291,7 +282,7 @@ impl CacheBackend for MemoryBackend {
     fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
         let tokens = self.states(tables);
         let entry = if tokens.iter().all(|s| matches!(s, TokenState::Present(_))) {
-            self.inner.entries.get(&key.hash()).map(|slot| slot.entry)
+            self.live(key.hash())
         } else {
             None
         };
@@ -316,7 +307,10 @@ impl CacheBackend for MemoryBackend {
                 .zip(entry.tokens.iter())
                 .all(|(state, token)| *state == TokenState::Present(*token));
         if still_current {
-            self.inner.entries.insert(key.hash(), Slot { entry, ttl });
+            let expires = Instant::now().checked_add(ttl);
+            self.inner
+                .entries
+                .insert(key.hash(), Slot { entry, expires });
         }
         Box::pin(ready(Ok(still_current)))
     }
