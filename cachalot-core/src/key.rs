@@ -407,8 +407,21 @@ impl KeyBuilder {
     /// without credentials), under `prefix` (which separates applications or key layouts
     /// sharing one backend).
     pub fn new(prefix: &str, database: &str, sql: &str) -> Self {
+        Self::with_room(prefix, database, sql, 64)
+    }
+
+    /// [`new`](Self::new), with room for `room` bytes of bound values and result type: a key
+    /// that fits is built in one allocation.
+    ///
+    /// ```
+    /// use cachalot_core::key::KeyBuilder;
+    ///
+    /// let key = KeyBuilder::with_room("p", "db", "SELECT $1", 128).param(&7_i64).finish();
+    /// assert_eq!(key, KeyBuilder::new("p", "db", "SELECT $1").param(&7_i64).finish());
+    /// ```
+    pub fn with_room(prefix: &str, database: &str, sql: &str, room: usize) -> Self {
         let mut buf =
-            Vec::with_capacity(1 + 8 * 3 + prefix.len() + database.len() + sql.len() + 64);
+            Vec::with_capacity(1 + 8 * 3 + prefix.len() + database.len() + sql.len() + room);
         buf.push(FORMAT_VERSION);
         let mut sink = KeySink { buf };
         sink.bytes(prefix.as_bytes());

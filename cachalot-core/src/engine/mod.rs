@@ -196,6 +196,12 @@ impl Cachalot {
         KeyBuilder::new(&self.inner.settings.key_prefix, database, sql)
     }
 
+    /// [`key`](Self::key), with room for `room` bytes of bound values and result type (see
+    /// [`KeyBuilder::with_room`]).
+    pub fn key_with_room(&self, database: &str, sql: &str, room: usize) -> KeyBuilder {
+        KeyBuilder::with_room(&self.inner.settings.key_prefix, database, sql, room)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.stats.snapshot()
