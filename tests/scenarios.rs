@@ -539,6 +539,53 @@ async fn sqlite_file_databases_are_cached_and_invalidated() {
     ctx.cleanup().await;
 }
 
+/// A bound value whose encoding always fails, as a driver's would for a value out of range.
+struct Unencodable;
+
+impl sqlx::Type<sqlx::Sqlite> for Unencodable {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <i64 as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Sqlite> for Unencodable {
+    fn encode_by_ref(
+        &self,
+        _buf: &mut <sqlx::Sqlite as Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        Err("out of range".into())
+    }
+}
+
+impl cachalot::KeyParam for Unencodable {
+    fn key_type(sink: &mut cachalot::KeySink) {
+        sink.named_type("unencodable");
+    }
+    fn key_value(&self, _sink: &mut cachalot::KeySink) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_fails_to_encode_is_an_encode_error_every_time() {
+    let cache = scenario_cache();
+    let ctx = Ctx::sqlite(cache.clone()).await;
+    items(&ctx).await;
+    // Binding defers the driver's encoding to the query's run; the error must still come back
+    // as sqlx's, and nothing be cached in its place.
+    for _ in 0..2 {
+        let err = ctx
+            .db
+            .query_scalar::<i64>("SELECT count(*) FROM items WHERE id > ?")
+            .bind(Unencodable)
+            .fetch_one()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, sqlx::Error::Encode(_)), "{err:?}");
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.stores), (0, 0));
+    ctx.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_databases_never_share_entries() {
     let cache = scenario_cache();

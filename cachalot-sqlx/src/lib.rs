@@ -22,7 +22,7 @@ mod query_as;
 mod row;
 mod transaction;
 
-pub use cachalot_core::key::KeyParam;
+pub use cachalot_core::key::{KeyParam, KeySink};
 pub use database::{CacheDatabase, CatalogDependents};
 pub use pool::{Attach, CachedPool};
 pub use query_as::{QueryAs, QueryScalar};

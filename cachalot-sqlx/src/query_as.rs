@@ -38,7 +38,13 @@ where
     }
 }
 
-/// The arguments bound so far, handed to sqlx's `query_as_with` on a miss.
+/// A bound value, encoded into sqlx's arguments only when the query runs: a hit never pays for
+/// the driver's encoding (on a read right after a database call, that code is as cold as the
+/// rest of the lookup).
+type Binding<'a, DB> =
+    Box<dyn FnOnce(&mut <DB as Database>::Arguments) -> Result<(), BoxDynError> + Send + 'a>;
+
+/// The arguments of a query that runs, handed to sqlx's `query_as_with`.
 struct Bound<DB: Database>(DB::Arguments);
 
 impl<DB: Database> IntoArguments<DB> for Bound<DB> {
@@ -87,9 +93,8 @@ enum Rows {
 pub struct QueryAs<'a, DB: CacheDatabase, O> {
     target: Target<'a, DB>,
     sql: SqlStr,
-    arguments: DB::Arguments,
+    bindings: Vec<Binding<'a, DB>>,
     key: KeyBuilder,
-    error: Option<BoxDynError>,
     row: PhantomData<fn() -> O>,
 }
 
@@ -111,29 +116,32 @@ where
 {
     pub(crate) fn new(target: Target<'a, DB>, sql: SqlStr) -> Self {
         let pool = target.pool();
-        let key = pool.cache.key(&pool.database, sql.as_str());
+        // Room for a few bound values and the result type: the key is built in one allocation.
+        let room = 64 + type_name::<O>().len() + 16;
+        let key = pool.cache.key_with_room(&pool.database, sql.as_str(), room);
         QueryAs {
             target,
             sql,
-            arguments: DB::Arguments::default(),
+            bindings: Vec::new(),
             key,
-            error: None,
             row: PhantomData,
         }
     }
 
     /// Binds the next placeholder's value, as sqlx's `bind`. The value is part of the cache
     /// key, typed: `1_i64` and `"1"` never share an entry.
+    ///
+    /// sqlx encodes the value only if the query runs; a value that fails to encode is
+    /// reported then, as [`Error::Encode`].
     pub fn bind<T>(mut self, value: T) -> Self
     where
-        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam,
+        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam + Send,
     {
-        if self.error.is_none() {
-            self.key.push_param(&value);
-            if let Err(e) = self.arguments.add(value) {
-                self.error = Some(e);
-            }
-        }
+        self.key.push_param(&value);
+        self.bindings
+            .push(Box::new(move |arguments: &mut DB::Arguments| {
+                arguments.add(value)
+            }));
         self
     }
 }
@@ -162,14 +170,10 @@ where
         let QueryAs {
             target,
             sql,
-            arguments,
+            bindings,
             key,
-            error,
             ..
         } = self;
-        if let Some(e) = error {
-            return Err(Error::Encode(e));
-        }
         let pool = target.pool();
         let cache = &pool.cache;
         let analysis = cache.analyze(DB::DIALECT, sql.as_str());
@@ -187,7 +191,7 @@ where
 
         match target {
             Target::Pool(_) => {
-                let fetch = || run::<DB, O, _>(&pool.pool, sql, arguments, rows);
+                let fetch = || run::<DB, O, _>(&pool.pool, sql, bindings, rows);
                 if !analysis.is_read_only() {
                     // INSERT ... RETURNING read through query_as: a write all the same.
                     let writes = WriteSet::from_analysis(&analysis);
@@ -210,7 +214,7 @@ where
             Target::Transaction {
                 connection, state, ..
             } => {
-                let fetch = || run::<DB, O, _>(connection, sql, arguments, rows);
+                let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
                 if !analysis.is_read_only() {
                     let mut writes = WriteSet::from_analysis(&analysis);
                     pool.shared.dependents.last().widen(&mut writes);
@@ -251,7 +255,7 @@ where
 async fn run<'e, DB, O, X>(
     executor: X,
     sql: SqlStr,
-    arguments: DB::Arguments,
+    bindings: Vec<Binding<'_, DB>>,
     rows: Rows,
 ) -> Result<Vec<O>, Error>
 where
@@ -259,6 +263,10 @@ where
     X: 'e + Executor<'e, Database = DB>,
     O: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
 {
+    let mut arguments = DB::Arguments::default();
+    for binding in bindings {
+        binding(&mut arguments).map_err(Error::Encode)?;
+    }
     let query = sqlx::query_as_with::<DB, O, _>(sql, Bound::<DB>(arguments));
     match rows {
         Rows::All => query.fetch_all(executor).await,
@@ -302,7 +310,7 @@ where
     /// Binds the next placeholder's value; see [`QueryAs::bind`].
     pub fn bind<T>(self, value: T) -> Self
     where
-        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam,
+        T: 'a + Encode<'a, DB> + Type<DB> + KeyParam + Send,
     {
         QueryScalar {
             inner: self.inner.bind(value),
