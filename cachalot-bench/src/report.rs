@@ -113,16 +113,19 @@ impl Machine {
     }
 }
 
-/// Why a hit is not faster, from `--profile hit` and `--profile cold-hit` under `perf`.
+/// Why a hit is not faster, from `--profile hit-after-direct`, and `--profile cold-hit` under
+/// valgrind's cache simulation.
 const WHY_HIT: &str = "Back to back, a hit costs 0.4–4 µs; right after a database call it costs \
-    3.5–10 µs, because the database's work has evicted the CPU's caches and a hit touches about \
-    a hundred cache lines: the analysis memo, the key (its bytes built and hashed, then shared), \
-    sqlx's encoding of the bound values (done by `bind`, hit or not), the table states, moka's \
-    lookup (an epoch pin, its read log, a clock read) and, to hand the caller a `Vec` of its own \
-    as `fetch_all` returns, one allocation per row and per `String`. `--profile cold-hit` \
-    measures hits after flushing the caches. The `[0:10]` queries take the database 130–250 µs, \
-    so 50× needs a hit of 2.6–5 µs between database calls; the heavier queries are 70–300× \
-    faster.";
+    several times more, because the database's work has evicted the CPU's caches. A hit then \
+    brings in about 600 cache lines of code and data (`valgrind --tool=callgrind \
+    --cache-sim=yes --I1=2048,32,64 --D1=4096,64,64 --LL=2097152,16,64 cachalot-bench --profile \
+    cold-hit --db postgres --sweep 4194304`): moka's lookup about 95 (an epoch pin, its read \
+    log, a clock read), the table states about 55, the key about 60 (its bytes built, hashed \
+    and compared), the analysis memo and the read set about 70, and the copy of the rows \
+    `fetch_all` hands the caller (a `Vec` of its own: one allocation per row and per `String`) \
+    about 70. Bound values are encoded for the driver only on a miss. The `[0:10]` queries take \
+    the database 130–260 µs, so 50× needs a hit of 2.6–5 µs between database calls; the heavier \
+    queries are 70–300× faster.";
 
 /// Why a miss costs more than the query.
 const WHY_COLD: &str = "A miss adds the lookup before the query and, after it, one copy of the \
@@ -156,7 +159,7 @@ const WHY_FLAT: &str = "Invalidation replaces one token per table and never visi
 /// Why the adapter costs more than 2%.
 const WHY_OVERHEAD: &str = "The miss is the lookup before the query (about 3.5 µs right after a \
     database call) plus one copy of the row and moka's insert after it (about 4 µs; see the cold \
-    target), on a read that takes PostgreSQL 115–215 µs. The write is the analysis, a lock and a \
+    target), on a read that takes PostgreSQL 115–285 µs. The write is the analysis, a lock and a \
     bump in memory, and the stream wrapper that guarantees the bump even when the caller drops \
     the stream early.";
 
