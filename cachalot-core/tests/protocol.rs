@@ -429,6 +429,33 @@ async fn locks_expire_one_by_one() {
     assert_eq!(b.tokens(&t).await.unwrap(), [TokenState::Locked]);
 }
 
+/// The memory backend checks an entry's TTL when it looks the entry up: past it, the entry is
+/// not served and is dropped; a TTL too long to add to the clock never expires.
+#[tokio::test]
+async fn an_entry_past_its_ttl_is_not_served_and_is_dropped() {
+    let b = MemoryBackend::default();
+    let db: Arc<str> = Arc::from("db");
+    let t = [TableId::new(&db, "t")];
+    let short = KeyBuilder::new("p", "db", "SELECT v FROM t").finish();
+    let forever = KeyBuilder::new("p", "db", "SELECT w FROM t").finish();
+    let t0 = b.init_tokens(&t).await.unwrap()[0].token().unwrap();
+    let stored = b.store(
+        &t,
+        &short,
+        entry(&[t0], &short, 1),
+        Duration::from_millis(20),
+    );
+    assert!(stored.await.unwrap());
+    let stored = b.store(&t, &forever, entry(&[t0], &forever, 2), Duration::MAX);
+    assert!(stored.await.unwrap());
+    assert!(b.fetch(&t, &short).await.unwrap().entry.is_some());
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(b.fetch(&t, &short).await.unwrap().entry.is_none());
+    assert!(b.fetch(&t, &forever).await.unwrap().entry.is_some());
+    b.run_pending_tasks();
+    assert_eq!(b.entry_count(), 1, "the expired entry was dropped");
+}
+
 #[tokio::test]
 async fn init_tokens_keeps_the_first_token() {
     let b = MemoryBackend::default();
