@@ -81,6 +81,17 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
 Servers: DATABASE_URL_PG, DATABASE_URL_MYSQL, REDIS_URL (with --features redis).
 CACHALOT_REQUIRE_SERVICES=1 fails instead of skipping a server that does not answer.";
 
+/// The number following `flag` on the command line.
+fn number<T: std::str::FromStr>(
+    flag: &str,
+    value: Option<String>,
+) -> std::result::Result<T, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a number"))?;
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {value}"))
+}
+
 impl Args {
     fn parse() -> std::result::Result<Args, String> {
         let mut args = Args {
@@ -96,27 +107,9 @@ impl Args {
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => args.quick = true,
-                "--rounds" => {
-                    let n = it.next().ok_or("--rounds needs a number")?;
-                    args.rounds = Some(
-                        n.parse()
-                            .map_err(|_| format!("--rounds: not a number: {n}"))?,
-                    );
-                }
-                "--seconds" => {
-                    let n = it.next().ok_or("--seconds needs a number")?;
-                    let seconds = n
-                        .parse()
-                        .map_err(|_| format!("--seconds: not a number: {n}"))?;
-                    args.seconds = Some(seconds);
-                }
-                "--sweep" => {
-                    let n = it.next().ok_or("--sweep needs a number of bytes")?;
-                    let bytes = n
-                        .parse()
-                        .map_err(|_| format!("--sweep: not a number: {n}"))?;
-                    args.sweep = Some(bytes);
-                }
+                "--rounds" => args.rounds = Some(number(&arg, it.next())?),
+                "--seconds" => args.seconds = Some(number(&arg, it.next())?),
+                "--sweep" => args.sweep = Some(number(&arg, it.next())?),
                 "--profile" => {
                     let what = it.next().ok_or("--profile needs a path")?;
                     args.profile = Some(what.parse()?);
