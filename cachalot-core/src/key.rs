@@ -407,8 +407,11 @@ impl KeyBuilder {
     /// without credentials), under `prefix` (which separates applications or key layouts
     /// sharing one backend).
     pub fn new(prefix: &str, database: &str, sql: &str) -> Self {
-        Self::with_room(prefix, database, sql, 64)
+        Self::with_room(prefix, database, sql, Self::DEFAULT_ROOM)
     }
+
+    /// The room [`new`](Self::new) leaves for bound values and the result type, in bytes.
+    pub const DEFAULT_ROOM: usize = 64;
 
     /// [`new`](Self::new), with room for `room` bytes of bound values and result type: a key
     /// that fits is built in one allocation.

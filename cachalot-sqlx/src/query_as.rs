@@ -116,8 +116,9 @@ where
 {
     pub(crate) fn new(target: Target<'a, DB>, sql: SqlStr) -> Self {
         let pool = target.pool();
-        // Room for a few bound values and the result type: the key is built in one allocation.
-        let room = 64 + type_name::<O>().len() + 16;
+        // Room for a few bound values and for the result type (its marker and length, "first:"
+        // and the type's name): the key is built in one allocation.
+        let room = KeyBuilder::DEFAULT_ROOM + 16 + type_name::<O>().len();
         let key = pool.cache.key_with_room(&pool.database, sql.as_str(), room);
         QueryAs {
             target,
