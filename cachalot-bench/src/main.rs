@@ -69,7 +69,7 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
   --seconds S
              seconds per mode and write ratio of the mixed workload (default: 0.2 quick, 4 full),
              or of the --profile loop (default: 10)
-  --profile [redis-]hit|cold-hit|hit-after-direct|miss|direct|write
+  --profile [redis-]hit|cold-hit|hit-after-direct|miss|direct|write|point-miss|point-direct
              instead of the benchmark, run only that path (through the memory backend, or
              Redis) on the first database of --db, for perf record or valgrind; writes nothing
   --sweep BYTES

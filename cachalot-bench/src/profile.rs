@@ -7,7 +7,7 @@ use sqlx::Executor;
 
 use crate::Result;
 use crate::backends;
-use crate::dataset::{Dataset, QUERIES, TABLES, TESTS};
+use crate::dataset::{Dataset, POINT, QUERIES, Query, TABLES, TESTS};
 use crate::db::{BenchDb, Fixture, Path};
 use crate::sample::Samples;
 
@@ -51,6 +51,11 @@ pub enum Loop {
     HitAfterDirect,
     /// Cached reads right after an invalidation.
     Miss,
+    /// Primary-key reads of rows never read through the cache before, through the adapter:
+    /// the overhead benchmark's miss (it stops after one pass over the rows).
+    PointMiss,
+    /// The same primary-key reads on the pool.
+    PointDirect,
     /// Reads on the pool.
     Direct,
     /// `UPDATE`s through the adapter.
@@ -71,6 +76,8 @@ impl FromStr for Profile {
             "cold-hit" => Loop::ColdHit,
             "hit-after-direct" => Loop::HitAfterDirect,
             "miss" => Loop::Miss,
+            "point-miss" => Loop::PointMiss,
+            "point-direct" => Loop::PointDirect,
             "direct" => Loop::Direct,
             "write" => Loop::Write,
             other => return Err(format!("--profile: unknown path `{other}`")),
@@ -126,6 +133,32 @@ where
                 0
             }
         ];
+        if matches!(path, Loop::PointMiss | Loop::PointDirect) {
+            let via = match path {
+                Loop::PointMiss => Path::Cached,
+                _ => Path::Direct,
+            };
+            let mut samples = Samples::default();
+            for i in 0..TESTS as usize {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let query = Query {
+                    id: Some(crate::overhead::nth_id(i)),
+                    ..POINT
+                };
+                samples.push(DB::read(&db, &query, via).await?.elapsed);
+            }
+            let summary = samples.summary();
+            println!(
+                "profile: {} reads, median {:.2} µs, mean {:.2} µs; {:?}",
+                summary.n,
+                summary.median_us,
+                summary.mean_us,
+                db.stats()
+            );
+            return Ok(());
+        }
         while Instant::now() < deadline {
             for (i, query) in QUERIES.iter().enumerate() {
                 let elapsed = match path {
@@ -145,7 +178,10 @@ where
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
-                    Loop::Direct => DB::read(&db, query, Path::Direct).await?.elapsed,
+                    // The point loops returned above.
+                    Loop::Direct | Loop::PointMiss | Loop::PointDirect => {
+                        DB::read(&db, query, Path::Direct).await?.elapsed
+                    }
                     Loop::Write => {
                         let id = (calls as i64 * 12 + i as i64) % TESTS + 1;
                         DB::update(&db, Path::Cached, id).await?
