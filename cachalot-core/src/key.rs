@@ -68,13 +68,15 @@ mod tag {
 #[derive(Clone)]
 pub struct QueryKey {
     hash: u128,
-    material: Arc<[u8]>,
+    // A `Vec`, not an `Arc`: a hit only compares it, and only a miss needs it shared (see
+    // `shared_material`), so most reads never pay for the copy.
+    material: Vec<u8>,
 }
 
 impl QueryKey {
     /// A key from its material (for example read back from a remote backend); the hash is
     /// recomputed.
-    pub fn from_material(material: impl Into<Arc<[u8]>>) -> Self {
+    pub fn from_material(material: impl Into<Vec<u8>>) -> Self {
         let material = material.into();
         QueryKey {
             hash: xxhash_rust::xxh3::xxh3_128(&material),
@@ -88,15 +90,25 @@ impl QueryKey {
     }
 
     /// The exact bytes the key was built from.
-    pub fn material(&self) -> &Arc<[u8]> {
+    pub fn material(&self) -> &[u8] {
         &self.material
+    }
+
+    /// A shared copy of the material, to keep with an [`Entry`](crate::backend::Entry).
+    ///
+    /// ```
+    /// use cachalot_core::key::KeyBuilder;
+    ///
+    /// let key = KeyBuilder::new("p", "db", "SELECT 1").finish();
+    /// assert_eq!(&*key.shared_material(), key.material());
+    /// ```
+    pub fn shared_material(&self) -> Arc<[u8]> {
+        Arc::from(self.material.as_slice())
     }
 
     /// Whether `material` is this key's material: the check that makes a hit safe.
     pub fn matches(&self, material: &[u8]) -> bool {
-        std::ptr::eq(self.material.as_ptr(), material.as_ptr())
-            && self.material.len() == material.len()
-            || *self.material == *material
+        *self.material == *material
     }
 }
 
@@ -659,7 +671,7 @@ mod tests {
         expected.extend_from_slice(&[MARK_PARAM, tag::I32, 1, 0, 0, 0, MARK_RESULT]);
         expected.extend_from_slice(&1_u64.to_le_bytes());
         expected.push(b'T');
-        assert_eq!(&**k.material(), &expected[..]);
+        assert_eq!(k.material(), &expected[..]);
         assert_eq!(k.hash(), xxhash_rust::xxh3::xxh3_128(&expected));
         assert_eq!(QueryKey::from_material(expected), k);
     }

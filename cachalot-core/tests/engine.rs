@@ -122,7 +122,7 @@ async fn the_memory_backend_stays_within_its_byte_capacity() {
         let key = KeyBuilder::new("p", "db", "SELECT $1").param(&i).finish();
         let entry = Entry {
             tokens: tokens.clone(),
-            material: key.material().clone(),
+            material: key.shared_material(),
             value: EntryValue::Local(Arc::new(vec![0_u8; 1024])),
             weight: 1024,
         };
@@ -353,7 +353,7 @@ async fn a_hit_requires_the_exact_key_material() {
     let tokens = f.backend.tokens(reads.ids()).await.unwrap();
     let entry = Entry {
         tokens: tokens.iter().map(|s| s.token().unwrap()).collect(),
-        material: other.material().clone(),
+        material: other.shared_material(),
         value: EntryValue::Local(Arc::new(2_u64)),
         weight: 8,
     };

@@ -454,7 +454,7 @@ async fn a_write_of_the_whole_database_invalidates_every_table() {
 fn entry(tokens: &[Token], key: &QueryKey, value: u64) -> Entry {
     Entry {
         tokens: tokens.into(),
-        material: key.material().clone(),
+        material: key.shared_material(),
         value: EntryValue::Encoded(Arc::from((codec().encode)(&value).unwrap())),
         weight: 8,
     }

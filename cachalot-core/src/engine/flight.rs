@@ -125,12 +125,12 @@ impl Flights {
     pub(crate) fn landing(
         &self,
         hash: u128,
-        material: &Arc<[u8]>,
+        material: &[u8],
         tokens: Option<&[Token]>,
     ) -> Option<Landing> {
         let map = self.lock();
         let flight = map.get(&hash)?.iter().rev().find(|f| {
-            f.ready.is_some() && *f.material == **material && tokens.is_none_or(|t| *f.tokens == *t)
+            f.ready.is_some() && *f.material == *material && tokens.is_none_or(|t| *f.tokens == *t)
         })?;
         Some(Landing {
             tokens: flight.tokens.clone(),

@@ -500,7 +500,9 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let leader = match self.flights.join(key.hash(), &tokens, key.material()) {
+        // Made once, shared by the flight and the entry.
+        let material = key.shared_material();
+        let leader = match self.flights.join(key.hash(), &tokens, &material) {
             Role::Leader(leader) => Some(leader),
             Role::Alone => None,
             Role::Ready(shared) => {
@@ -558,6 +560,7 @@ impl Inner {
             published,
             reads: reads.clone(),
             key,
+            material,
             tokens,
             ttl: options.ttl.unwrap_or(self.settings.ttl),
             weight,
@@ -597,6 +600,7 @@ struct Store {
     published: Option<flight::Published>,
     reads: ReadSet,
     key: QueryKey,
+    material: Arc<[u8]>,
     tokens: Arc<[Token]>,
     ttl: std::time::Duration,
     weight: usize,
@@ -618,7 +622,7 @@ impl Store {
         };
         let entry = Entry {
             tokens: self.tokens.clone(),
-            material: self.key.material().clone(),
+            material: self.material.clone(),
             value,
             weight: self.weight,
         };

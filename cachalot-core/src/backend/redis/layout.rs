@@ -154,7 +154,7 @@ mod tests {
         let key = KeyBuilder::new("p", "db", "SELECT 1").finish();
         Entry {
             tokens: (0..tokens).map(|_| Token::fresh()).collect(),
-            material: key.material().clone(),
+            material: key.shared_material(),
             value: EntryValue::Encoded(Arc::from(value)),
             weight: value.len(),
         }
