@@ -7,7 +7,10 @@ use std::future::ready;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{BackendFuture, CacheBackend, Entry, Fetched, LockId, TableId, TokenState};
+use super::{
+    BackendFuture, CacheBackend, Entry, Fetched, LocalBackend, LockId, TableId, TokenState,
+};
+use crate::error::BackendError;
 use crate::key::QueryKey;
 use crate::version::Token;
 
@@ -278,15 +281,47 @@ impl fmt::Debug for MemoryBackend {
     }
 }
 
-impl CacheBackend for MemoryBackend {
-    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
+impl LocalBackend for MemoryBackend {
+    fn fetch_now(&self, tables: &[TableId], key: &QueryKey) -> Result<Fetched, BackendError> {
         let tokens = self.states(tables);
         let entry = if tokens.iter().all(|s| matches!(s, TokenState::Present(_))) {
             self.live(key.hash())
         } else {
             None
         };
-        Box::pin(ready(Ok(Fetched { tokens, entry })))
+        Ok(Fetched { tokens, entry })
+    }
+
+    fn store_now(
+        &self,
+        tables: &[TableId],
+        key: &QueryKey,
+        entry: Entry,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let current = self.states(tables);
+        let still_current = current.len() == entry.tokens.len()
+            && current
+                .iter()
+                .zip(entry.tokens.iter())
+                .all(|(state, token)| *state == TokenState::Present(*token));
+        if still_current {
+            let expires = Instant::now().checked_add(ttl);
+            self.inner
+                .entries
+                .insert(key.hash(), Slot { entry, expires });
+        }
+        Ok(still_current)
+    }
+}
+
+impl CacheBackend for MemoryBackend {
+    fn local(&self) -> Option<&dyn LocalBackend> {
+        Some(self)
+    }
+
+    fn fetch<'a>(&'a self, tables: &'a [TableId], key: &'a QueryKey) -> BackendFuture<'a, Fetched> {
+        Box::pin(ready(self.fetch_now(tables, key)))
     }
 
     fn init_tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
@@ -300,19 +335,7 @@ impl CacheBackend for MemoryBackend {
         entry: Entry,
         ttl: Duration,
     ) -> BackendFuture<'a, bool> {
-        let current = self.states(tables);
-        let still_current = current.len() == entry.tokens.len()
-            && current
-                .iter()
-                .zip(entry.tokens.iter())
-                .all(|(state, token)| *state == TokenState::Present(*token));
-        if still_current {
-            let expires = Instant::now().checked_add(ttl);
-            self.inner
-                .entries
-                .insert(key.hash(), Slot { entry, expires });
-        }
-        Box::pin(ready(Ok(still_current)))
+        Box::pin(ready(self.store_now(tables, key, entry, ttl)))
     }
 
     fn lock<'a>(

@@ -264,6 +264,13 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// The same backend as plain calls, for one that answers in process without waiting: the
+    /// engine then reads and stores without boxing a future per call (an allocation and a
+    /// poll on every read). `None`, the default, for a backend across a network.
+    fn local(&self) -> Option<&dyn LocalBackend> {
+        None
+    }
+
     /// Whether a store is a round trip to another process (Redis): a miss then hands its
     /// result to the caller first and stores it in a task of its own. In process, a store
     /// costs less than handing it to another task, so the memory backend says no.
@@ -311,7 +318,26 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
     fn clear(&self) -> BackendFuture<'_, ()>;
 }
 
+/// The synchronous face of a backend that answers in process (see
+/// [`CacheBackend::local`]): each method returns what its namesake's future would.
+pub trait LocalBackend {
+    /// [`CacheBackend::fetch`], answered now.
+    fn fetch_now(&self, tables: &[TableId], key: &QueryKey) -> Result<Fetched, BackendError>;
+
+    /// [`CacheBackend::store`], done now.
+    fn store_now(
+        &self,
+        tables: &[TableId],
+        key: &QueryKey,
+        entry: Entry,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+}
+
 impl<B: CacheBackend + ?Sized> CacheBackend for Arc<B> {
+    fn local(&self) -> Option<&dyn LocalBackend> {
+        (**self).local()
+    }
     fn encodes_values(&self) -> bool {
         (**self).encodes_values()
     }

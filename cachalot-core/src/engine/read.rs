@@ -307,7 +307,11 @@ impl Cachalot {
             return fetch().await;
         }
         let landing = inner.landing(&key);
-        let looked_up = match inner.backend.fetch(ids, &key).await {
+        let fetched = match inner.backend.local() {
+            Some(local) => local.fetch_now(ids, &key),
+            None => inner.backend.fetch(ids, &key).await,
+        };
+        let looked_up = match fetched {
             Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
             Err(err) => Err(err),
         };
@@ -627,11 +631,12 @@ impl Store {
             weight: self.weight,
         };
         let inner = &self.inner;
-        match inner
-            .backend
-            .store(self.reads.ids(), &self.key, entry, self.ttl)
-            .await
-        {
+        let (ids, key) = (self.reads.ids(), &self.key);
+        let stored = match inner.backend.local() {
+            Some(local) => local.store_now(ids, key, entry, self.ttl),
+            None => inner.backend.store(ids, key, entry, self.ttl).await,
+        };
+        match stored {
             Ok(true) => {
                 inner.stats.store();
                 self.reads.heat().stored(&self.tokens);
