@@ -45,7 +45,10 @@ pub struct MemoryBackend {
 
 /// Keys are hashes already (a [`QueryKey`]'s, a [`TableId`]'s): hashing them again is waste.
 type Fast = crate::hashing::BuildMix;
-type Shard = RwLock<HashMap<TableId, TableState, Fast>>;
+/// Table states by [`TableId::hash64`] alone: a lookup compares one number instead of two
+/// names, and a write's `entry` clones no id. Two tables whose hashes collided would only
+/// share a state, so that a write to either invalidates both: extra misses, never a stale read.
+type Shard = RwLock<HashMap<u64, TableState, Fast>>;
 
 struct Inner {
     entries: moka::sync::Cache<u128, Slot, Fast>,
@@ -168,7 +171,7 @@ impl MemoryBackend {
     /// Forgets a table's token, as an eviction or a restart of a remote backend would; its
     /// locks stay. The next read of the table is a miss.
     pub fn drop_token(&self, table: &TableId) {
-        if let Some(state) = self.write_shard(table).get_mut(table) {
+        if let Some(state) = self.write_shard(table).get_mut(&table.hash64()) {
             state.token = None;
         }
     }
@@ -192,7 +195,7 @@ impl MemoryBackend {
     fn write_shard(
         &self,
         table: &TableId,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<TableId, TableState, Fast>> {
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, TableState, Fast>> {
         // A panic cannot leave a table state half-updated: every update is one assignment.
         self.shard(table)
             .write()
@@ -209,7 +212,7 @@ impl MemoryBackend {
                     .read()
                     .unwrap_or_else(PoisonError::into_inner);
                 shard
-                    .get(table)
+                    .get(&table.hash64())
                     .map_or(TokenState::Missing, |s| s.state(&mut now))
             })
             .collect()
@@ -221,7 +224,7 @@ impl MemoryBackend {
             .iter()
             .map(|table| {
                 let mut shard = self.write_shard(table);
-                let state = shard.entry(table.clone()).or_default();
+                let state = shard.entry(table.hash64()).or_default();
                 state.prune(now);
                 if !state.holders.is_empty() {
                     TokenState::Locked
@@ -239,7 +242,7 @@ impl MemoryBackend {
             .unwrap_or(now + Duration::from_secs(3600));
         for table in tables {
             let mut shard = self.write_shard(table);
-            let state = shard.entry(table.clone()).or_default();
+            let state = shard.entry(table.hash64()).or_default();
             state.prune(now);
             state.token = None;
             state.holders.push((lock, deadline));
@@ -252,7 +255,7 @@ impl MemoryBackend {
             .iter()
             .map(|table| {
                 let mut shard = self.write_shard(table);
-                let state = shard.entry(table.clone()).or_default();
+                let state = shard.entry(table.hash64()).or_default();
                 state.prune(now);
                 if let Some(lock) = lock
                     && let Some(i) = state.holders.iter().position(|&(id, _)| id == lock)
