@@ -235,7 +235,7 @@ impl MemoryBackend {
             .collect()
     }
 
-    fn lock_now(&self, tables: &[TableId], lock: LockId, ttl: Duration) {
+    fn lock_states(&self, tables: &[TableId], lock: LockId, ttl: Duration) {
         let now = Instant::now();
         let deadline = now
             .checked_add(ttl)
@@ -249,7 +249,7 @@ impl MemoryBackend {
         }
     }
 
-    fn bump_now(&self, tables: &[TableId], lock: Option<LockId>) -> Vec<Token> {
+    fn bump_states(&self, tables: &[TableId], lock: Option<LockId>) -> Vec<Token> {
         let now = Instant::now();
         tables
             .iter()
@@ -316,6 +316,24 @@ impl LocalBackend for MemoryBackend {
         }
         Ok(still_current)
     }
+
+    fn lock_now(
+        &self,
+        tables: &[TableId],
+        lock: LockId,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        self.lock_states(tables, lock, ttl);
+        Ok(())
+    }
+
+    fn bump_now(
+        &self,
+        tables: &[TableId],
+        lock: Option<LockId>,
+    ) -> Result<Vec<Token>, BackendError> {
+        Ok(self.bump_states(tables, lock))
+    }
 }
 
 impl CacheBackend for MemoryBackend {
@@ -347,8 +365,7 @@ impl CacheBackend for MemoryBackend {
         lock: LockId,
         ttl: Duration,
     ) -> BackendFuture<'a, ()> {
-        self.lock_now(tables, lock, ttl);
-        Box::pin(ready(Ok(())))
+        Box::pin(ready(LocalBackend::lock_now(self, tables, lock, ttl)))
     }
 
     fn bump<'a>(
@@ -356,7 +373,7 @@ impl CacheBackend for MemoryBackend {
         tables: &'a [TableId],
         lock: Option<LockId>,
     ) -> BackendFuture<'a, Vec<Token>> {
-        Box::pin(ready(Ok(self.bump_now(tables, lock))))
+        Box::pin(ready(LocalBackend::bump_now(self, tables, lock)))
     }
 
     fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {

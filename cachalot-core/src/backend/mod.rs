@@ -332,6 +332,17 @@ pub trait LocalBackend {
         entry: Entry,
         ttl: Duration,
     ) -> Result<bool, BackendError>;
+
+    /// [`CacheBackend::lock`], done now.
+    fn lock_now(&self, tables: &[TableId], lock: LockId, ttl: Duration)
+    -> Result<(), BackendError>;
+
+    /// [`CacheBackend::bump`], done now.
+    fn bump_now(
+        &self,
+        tables: &[TableId],
+        lock: Option<LockId>,
+    ) -> Result<Vec<Token>, BackendError>;
 }
 
 impl<B: CacheBackend + ?Sized> CacheBackend for Arc<B> {

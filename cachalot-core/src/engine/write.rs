@@ -196,11 +196,12 @@ impl Cachalot {
             inner.retry_failed().await;
         }
         let lock = LockId::fresh();
-        let held = match inner
-            .backend
-            .lock(&ids, lock, inner.settings.lock_ttl)
-            .await
-        {
+        let ttl = inner.settings.lock_ttl;
+        let locked = match inner.backend.local() {
+            Some(local) => local.lock_now(&ids, lock, ttl),
+            None => inner.backend.lock(&ids, lock, ttl).await,
+        };
+        let held = match locked {
             Ok(()) => {
                 inner.backend_ok();
                 false
@@ -286,7 +287,11 @@ impl Cachalot {
 impl Inner {
     /// Bumps a write's tables, sends the signal and counts; a failed bump is held and retried.
     async fn complete(self: &Arc<Self>, job: &BumpJob) {
-        match self.backend.bump(&job.ids, job.lock).await {
+        let bumped = match self.backend.local() {
+            Some(local) => local.bump_now(&job.ids, job.lock),
+            None => self.backend.bump(&job.ids, job.lock).await,
+        };
+        match bumped {
             Ok(tokens) => {
                 self.backend_ok();
                 if job.held {
