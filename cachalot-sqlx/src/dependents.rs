@@ -72,15 +72,24 @@ impl Dependents {
             writes.add_all();
             return;
         }
-        let written: Vec<String> = writes.table_names().map(str::to_owned).collect();
-        for table in &written {
-            if self.triggered.contains(table) {
-                writes.add_all();
-                return;
-            }
-            for child in self.cascades.get(table).into_iter().flatten() {
-                writes.add_table(child);
-            }
+        // Most schemas have neither: nothing to look up or copy on every write.
+        if self.cascades.is_empty() && self.triggered.is_empty() {
+            return;
+        }
+        let children: Vec<&str> = writes
+            .table_names()
+            .filter_map(|table| self.cascades.get(table))
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        // A cascade fires the child's triggers too on PostgreSQL; elsewhere this only invalidates more.
+        let triggers = |table: &str| self.triggered.contains(table);
+        if writes.table_names().any(triggers) || children.iter().any(|c| triggers(c)) {
+            writes.add_all();
+            return;
+        }
+        for child in children {
+            writes.add_table(child);
         }
     }
 }
@@ -189,6 +198,14 @@ mod tests {
         assert!(!writes.is_all());
         let mut writes = WriteSet::tables(["plain"]);
         Dependents::unknown().widen(&mut writes);
+        assert!(writes.is_all());
+        // A trigger on a table a cascade reaches fires as well.
+        let deps = Dependents::new(
+            vec![("owners".into(), "items".into())],
+            vec!["items".into()],
+        );
+        let mut writes = WriteSet::tables(["owners"]);
+        deps.widen(&mut writes);
         assert!(writes.is_all());
         // Nothing written stays nothing written.
         let mut none = WriteSet::new();
