@@ -704,4 +704,41 @@ each_database! {
         exec!(ctx, "INSERT INTO orders VALUES (1)");
         assert_eq!(audit().await.unwrap(), 1, "the trigger's write is not stale");
     }
+
+    async fn a_trigger_a_cascade_reaches_invalidates_what_it_may_write(ctx, cache) {
+        exec!(ctx, "CREATE TABLE parents (id BIGINT PRIMARY KEY)");
+        exec!(ctx, "CREATE TABLE kids (id BIGINT PRIMARY KEY, parent BIGINT REFERENCES parents (id) ON DELETE CASCADE)");
+        exec!(ctx, "CREATE TABLE audit (id BIGINT)");
+        if ctx.is("postgresql") {
+            sqlx::raw_sql(
+                "CREATE FUNCTION log_kid() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN INSERT INTO audit VALUES (OLD.id); RETURN OLD; END $$; \
+                 CREATE TRIGGER kid_audit AFTER DELETE ON kids FOR EACH ROW EXECUTE FUNCTION log_kid();",
+            )
+            .execute(&ctx.db)
+            .await
+            .unwrap();
+        } else if ctx.is("mysql") {
+            exec!(ctx, "CREATE TRIGGER kid_audit AFTER DELETE ON kids FOR EACH ROW INSERT INTO audit VALUES (OLD.id)");
+        } else {
+            exec!(ctx, "CREATE TRIGGER kid_audit AFTER DELETE ON kids BEGIN INSERT INTO audit VALUES (OLD.id); END");
+        }
+        exec!(ctx, "INSERT INTO parents VALUES (1)");
+        exec!(ctx, "INSERT INTO kids VALUES (10, 1)");
+        let audit = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM audit").fetch_one();
+        assert_eq!(audit().await.unwrap(), 0);
+        assert_eq!(audit().await.unwrap(), 0);
+        assert!(cache.stats().hits >= 1);
+        // The DELETE names `parents`; its cascade deletes the kid, whose trigger (where the
+        // database fires triggers on cascades: PostgreSQL, SQLite) writes `audit`.
+        exec!(ctx, "DELETE FROM parents WHERE id = 1");
+        let direct: i64 = sqlx::query_scalar("SELECT count(*) FROM audit")
+            .fetch_one(ctx.db.inner())
+            .await
+            .unwrap();
+        if !ctx.is("mysql") {
+            assert_eq!(direct, 1, "the cascade fired the kid's trigger");
+        }
+        assert_eq!(audit().await.unwrap(), direct, "what the trigger wrote is not stale");
+    }
 }
