@@ -320,6 +320,21 @@ pub trait CacheBackend: Send + Sync + fmt::Debug + 'static {
 
 /// The synchronous face of a backend that answers in process (see
 /// [`CacheBackend::local`]): each method returns what its namesake's future would.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cachalot_core::backend::{CacheBackend, MemoryBackend, TableId, TokenState};
+/// use cachalot_core::key::KeyBuilder;
+///
+/// let backend = MemoryBackend::default();
+/// let local = backend.local().expect("the memory backend answers in process");
+/// let db: Arc<str> = Arc::from("app");
+/// let key = KeyBuilder::new("p", "app", "SELECT 1").finish();
+/// let fetched = local.fetch_now(&[TableId::epoch(&db)], &key).unwrap();
+/// // Nothing read yet: no token, no entry.
+/// assert!(matches!(fetched.tokens[..], [TokenState::Missing]));
+/// assert!(fetched.entry.is_none());
+/// ```
 pub trait LocalBackend {
     /// [`CacheBackend::fetch`], answered now.
     fn fetch_now(&self, tables: &[TableId], key: &QueryKey) -> Result<Fetched, BackendError>;
