@@ -79,6 +79,29 @@ impl<DB: cachalot::CacheDatabase> Ctx<DB> {
         DB::NAME.eq_ignore_ascii_case(name)
     }
 
+    /// Creates `name`, a trigger that copies into `audit` the id of each row of `table` that
+    /// `event` (`INSERT` or `DELETE`) touches, in the database's own syntax.
+    fn audit_trigger(&self, name: &str, table: &str, event: &str) -> AssertSqlSafe<String> {
+        let row = if event == "DELETE" { "OLD" } else { "NEW" };
+        AssertSqlSafe(if self.is("postgresql") {
+            format!(
+                "CREATE FUNCTION {name}_log() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN INSERT INTO audit VALUES ({row}.id); RETURN {row}; END $$; \
+                 CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}_log();"
+            )
+        } else if self.is("mysql") {
+            format!(
+                "CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW \
+                 INSERT INTO audit VALUES ({row}.id)"
+            )
+        } else {
+            format!(
+                "CREATE TRIGGER {name} AFTER {event} ON {table} \
+                 BEGIN INSERT INTO audit VALUES ({row}.id); END"
+            )
+        })
+    }
+
     /// Tests write `?` placeholders; PostgreSQL wants `$1`, `$2`, ...
     fn sql(&self, text: &str) -> AssertSqlSafe<String> {
         if !DB::NAME.eq_ignore_ascii_case("postgresql") {
@@ -682,20 +705,10 @@ each_database! {
     async fn triggers_invalidate_what_they_may_write(ctx, cache) {
         exec!(ctx, "CREATE TABLE orders (id BIGINT PRIMARY KEY)");
         exec!(ctx, "CREATE TABLE audit (id BIGINT)");
-        if ctx.is("postgresql") {
-            sqlx::raw_sql(
-                "CREATE FUNCTION log_order() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END $$; \
-                 CREATE TRIGGER order_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION log_order();",
-            )
+        sqlx::raw_sql(ctx.audit_trigger("order_audit", "orders", "INSERT"))
             .execute(&ctx.db)
             .await
             .unwrap();
-        } else if ctx.is("mysql") {
-            exec!(ctx, "CREATE TRIGGER order_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit VALUES (NEW.id)");
-        } else {
-            exec!(ctx, "CREATE TRIGGER order_audit AFTER INSERT ON orders BEGIN INSERT INTO audit VALUES (NEW.id); END");
-        }
         let audit = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM audit").fetch_one();
         assert_eq!(audit().await.unwrap(), 0);
         assert_eq!(audit().await.unwrap(), 0);
@@ -709,20 +722,10 @@ each_database! {
         exec!(ctx, "CREATE TABLE parents (id BIGINT PRIMARY KEY)");
         exec!(ctx, "CREATE TABLE kids (id BIGINT PRIMARY KEY, parent BIGINT REFERENCES parents (id) ON DELETE CASCADE)");
         exec!(ctx, "CREATE TABLE audit (id BIGINT)");
-        if ctx.is("postgresql") {
-            sqlx::raw_sql(
-                "CREATE FUNCTION log_kid() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN INSERT INTO audit VALUES (OLD.id); RETURN OLD; END $$; \
-                 CREATE TRIGGER kid_audit AFTER DELETE ON kids FOR EACH ROW EXECUTE FUNCTION log_kid();",
-            )
+        sqlx::raw_sql(ctx.audit_trigger("kid_audit", "kids", "DELETE"))
             .execute(&ctx.db)
             .await
             .unwrap();
-        } else if ctx.is("mysql") {
-            exec!(ctx, "CREATE TRIGGER kid_audit AFTER DELETE ON kids FOR EACH ROW INSERT INTO audit VALUES (OLD.id)");
-        } else {
-            exec!(ctx, "CREATE TRIGGER kid_audit AFTER DELETE ON kids BEGIN INSERT INTO audit VALUES (OLD.id); END");
-        }
         exec!(ctx, "INSERT INTO parents VALUES (1)");
         exec!(ctx, "INSERT INTO kids VALUES (10, 1)");
         let audit = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM audit").fetch_one();
