@@ -64,7 +64,8 @@ mod tag {
 
 /// The identity of one query: its hash and the exact bytes it was hashed from.
 ///
-/// Two keys are equal when their material is equal.
+/// Two keys are equal when their material is equal. Cloning copies the material: move a key
+/// into the read it is for.
 #[derive(Clone)]
 pub struct QueryKey {
     hash: u128,
