@@ -15,6 +15,7 @@
 //! - for a write, [`Cachalot::begin_write`] before it runs (before `COMMIT` in a
 //!   transaction) and [`WriteGuard::finish`] after.
 
+mod calls;
 mod flight;
 mod options;
 mod pending;

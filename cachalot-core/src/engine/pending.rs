@@ -114,7 +114,7 @@ impl Inner {
             bumps: self.pending.take_failed(),
         };
         while let Some(bump) = batch.bumps.last() {
-            let result = self.backend.bump(&bump.tables, bump.lock).await;
+            let result = self.bump(&bump.tables, bump.lock).await;
             let Some(bump) = batch.bumps.pop() else { break };
             match result {
                 Ok(_) => {

@@ -307,11 +307,7 @@ impl Cachalot {
             return fetch().await;
         }
         let landing = inner.landing(&key);
-        let fetched = match inner.backend.local() {
-            Some(local) => local.fetch_now(ids, &key),
-            None => inner.backend.fetch(ids, &key).await,
-        };
-        let looked_up = match fetched {
+        let looked_up = match inner.fetch(ids, &key).await {
             Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
             Err(err) => Err(err),
         };
@@ -420,7 +416,7 @@ impl Cachalot {
             return None;
         }
         let landing = self.inner.landing(key);
-        let fetched = self.inner.backend.fetch(ids, key).await.ok()?;
+        let fetched = self.inner.fetch(ids, key).await.ok()?;
         match lookup::<T>(fetched, key, ids.len(), options.codec.as_ref()) {
             Ok(Lookup::Hit(value)) => Some(value),
             // Stored soon, or just now: a read would take it from its flight.
@@ -631,12 +627,10 @@ impl Store {
             weight: self.weight,
         };
         let inner = &self.inner;
-        let (ids, key) = (self.reads.ids(), &self.key);
-        let stored = match inner.backend.local() {
-            Some(local) => local.store_now(ids, key, entry, self.ttl),
-            None => inner.backend.store(ids, key, entry, self.ttl).await,
-        };
-        match stored {
+        match inner
+            .store(self.reads.ids(), &self.key, entry, self.ttl)
+            .await
+        {
             Ok(true) => {
                 inner.stats.store();
                 self.reads.heat().stored(&self.tokens);

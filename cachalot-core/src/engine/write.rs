@@ -210,12 +210,7 @@ impl Cachalot {
             inner.retry_failed().await;
         }
         let lock = LockId::fresh();
-        let ttl = inner.settings.lock_ttl;
-        let locked = match inner.backend.local() {
-            Some(local) => local.lock_now(&ids, lock, ttl),
-            None => inner.backend.lock(&ids, lock, ttl).await,
-        };
-        let held = match locked {
+        let held = match inner.lock(&ids, lock, inner.settings.lock_ttl).await {
             Ok(()) => {
                 inner.backend_ok();
                 false
@@ -301,11 +296,7 @@ impl Cachalot {
 impl Inner {
     /// Bumps a write's tables, sends the signal and counts; a failed bump is held and retried.
     async fn complete(self: &Arc<Self>, job: &BumpJob) {
-        let bumped = match self.backend.local() {
-            Some(local) => local.bump_now(&job.ids, job.lock),
-            None => self.backend.bump(&job.ids, job.lock).await,
-        };
-        match bumped {
+        match self.bump(&job.ids, job.lock).await {
             Ok(tokens) => {
                 self.backend_ok();
                 if job.held {
