@@ -234,44 +234,6 @@ impl MemoryBackend {
             })
             .collect()
     }
-
-    fn lock_states(&self, tables: &[TableId], lock: LockId, ttl: Duration) {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(ttl)
-            .unwrap_or(now + Duration::from_secs(3600));
-        for table in tables {
-            let mut shard = self.write_shard(table);
-            let state = shard.entry(table.hash64()).or_default();
-            state.prune(now);
-            state.token = None;
-            state.holders.push((lock, deadline));
-        }
-    }
-
-    fn bump_states(&self, tables: &[TableId], lock: Option<LockId>) -> Vec<Token> {
-        let now = Instant::now();
-        tables
-            .iter()
-            .map(|table| {
-                let mut shard = self.write_shard(table);
-                let state = shard.entry(table.hash64()).or_default();
-                state.prune(now);
-                if let Some(lock) = lock
-                    && let Some(i) = state.holders.iter().position(|&(id, _)| id == lock)
-                {
-                    state.holders.swap_remove(i);
-                }
-                let token = Token::fresh();
-                // Another writer's lock stays: the table gets its token when that one bumps
-                // or expires, as with Redis.
-                if state.holders.is_empty() {
-                    state.token = Some(token);
-                }
-                token
-            })
-            .collect()
-    }
 }
 
 impl fmt::Debug for MemoryBackend {
@@ -323,7 +285,17 @@ impl LocalBackend for MemoryBackend {
         lock: LockId,
         ttl: Duration,
     ) -> Result<(), BackendError> {
-        self.lock_states(tables, lock, ttl);
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(ttl)
+            .unwrap_or(now + Duration::from_secs(3600));
+        for table in tables {
+            let mut shard = self.write_shard(table);
+            let state = shard.entry(table.hash64()).or_default();
+            state.prune(now);
+            state.token = None;
+            state.holders.push((lock, deadline));
+        }
         Ok(())
     }
 
@@ -332,7 +304,27 @@ impl LocalBackend for MemoryBackend {
         tables: &[TableId],
         lock: Option<LockId>,
     ) -> Result<Vec<Token>, BackendError> {
-        Ok(self.bump_states(tables, lock))
+        let now = Instant::now();
+        Ok(tables
+            .iter()
+            .map(|table| {
+                let mut shard = self.write_shard(table);
+                let state = shard.entry(table.hash64()).or_default();
+                state.prune(now);
+                if let Some(lock) = lock
+                    && let Some(i) = state.holders.iter().position(|&(id, _)| id == lock)
+                {
+                    state.holders.swap_remove(i);
+                }
+                let token = Token::fresh();
+                // Another writer's lock stays: the table gets its token when that one bumps
+                // or expires, as with Redis.
+                if state.holders.is_empty() {
+                    state.token = Some(token);
+                }
+                token
+            })
+            .collect())
     }
 }
 
