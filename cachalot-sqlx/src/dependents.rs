@@ -82,7 +82,8 @@ impl Dependents {
             .flatten()
             .map(String::as_str)
             .collect();
-        // A cascade fires the child's triggers too on PostgreSQL; elsewhere this only invalidates more.
+        // A cascade fires the child's triggers too on PostgreSQL; elsewhere this only
+        // invalidates more.
         let triggers = |table: &str| self.triggered.contains(table);
         if writes.table_names().any(triggers) || children.iter().any(|c| triggers(c)) {
             writes.add_all();
