@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use cachalot::CachedPool;
 use sqlx::Executor;
 
 use crate::Result;
@@ -86,6 +87,46 @@ impl FromStr for Profile {
     }
 }
 
+impl Loop {
+    /// For the point loops, the path their reads take.
+    fn point(self) -> Option<Path> {
+        match self {
+            Loop::PointMiss => Some(Path::Cached),
+            Loop::PointDirect => Some(Path::Direct),
+            _ => None,
+        }
+    }
+}
+
+/// One pass of primary-key reads over the rows (or until `deadline`), each row read once
+/// through `via`; prints their median and mean.
+async fn point_reads<DB>(db: &CachedPool<DB>, via: Path, deadline: Instant) -> Result<()>
+where
+    DB: BenchDb,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut samples = Samples::default();
+    for i in 0..TESTS as usize {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let query = Query {
+            id: Some(crate::overhead::nth_id(i)),
+            ..POINT
+        };
+        samples.push(DB::read(db, &query, via).await?.elapsed);
+    }
+    let summary = samples.summary();
+    println!(
+        "profile: {} reads, median {:.2} µs, mean {:.2} µs; {:?}",
+        summary.n,
+        summary.median_us,
+        summary.mean_us,
+        db.stats()
+    );
+    Ok(())
+}
+
 /// Seeds the database and loops on `profile`'s path over the 12 queries for `options.duration`.
 pub async fn run<DB>(
     fixture: Fixture<DB>,
@@ -122,6 +163,9 @@ where
             options.duration
         );
         let deadline = Instant::now() + options.duration;
+        if let Some(via) = path.point() {
+            return point_reads::<DB>(&db, via, deadline).await;
+        }
         let mut calls = 0u64;
         let mut timed = Duration::ZERO;
         let mut per_query: Vec<Samples> = vec![Samples::default(); QUERIES.len()];
@@ -133,32 +177,6 @@ where
                 0
             }
         ];
-        if matches!(path, Loop::PointMiss | Loop::PointDirect) {
-            let via = match path {
-                Loop::PointMiss => Path::Cached,
-                _ => Path::Direct,
-            };
-            let mut samples = Samples::default();
-            for i in 0..TESTS as usize {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let query = Query {
-                    id: Some(crate::overhead::nth_id(i)),
-                    ..POINT
-                };
-                samples.push(DB::read(&db, &query, via).await?.elapsed);
-            }
-            let summary = samples.summary();
-            println!(
-                "profile: {} reads, median {:.2} µs, mean {:.2} µs; {:?}",
-                summary.n,
-                summary.median_us,
-                summary.mean_us,
-                db.stats()
-            );
-            return Ok(());
-        }
         while Instant::now() < deadline {
             for (i, query) in QUERIES.iter().enumerate() {
                 let elapsed = match path {
@@ -178,7 +196,7 @@ where
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
-                    // The point loops returned above.
+                    // The point loops run in `point_reads`.
                     Loop::Direct | Loop::PointMiss | Loop::PointDirect => {
                         DB::read(&db, query, Path::Direct).await?.elapsed
                     }
