@@ -206,16 +206,19 @@ impl MemoryBackend {
         let mut now = None;
         tables
             .iter()
-            .map(|table| {
-                let shard = self
-                    .shard(table)
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                shard
-                    .get(&table.hash64())
-                    .map_or(TokenState::Missing, |s| s.state(&mut now))
-            })
+            .map(|table| self.state(table, &mut now))
             .collect()
+    }
+
+    /// One table's state (`now` is read from the clock once, if a table has holders).
+    fn state(&self, table: &TableId, now: &mut Option<Instant>) -> TokenState {
+        let shard = self
+            .shard(table)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard
+            .get(&table.hash64())
+            .map_or(TokenState::Missing, |s| s.state(now))
     }
 
     fn init_now(&self, tables: &[TableId]) -> Vec<TokenState> {
@@ -264,12 +267,13 @@ impl LocalBackend for MemoryBackend {
         entry: Entry,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let current = self.states(tables);
-        let still_current = current.len() == entry.tokens.len()
-            && current
+        // Compared table by table: a miss's store allocates nothing for the check.
+        let mut now = None;
+        let still_current = tables.len() == entry.tokens.len()
+            && tables
                 .iter()
                 .zip(entry.tokens.iter())
-                .all(|(state, token)| *state == TokenState::Present(*token));
+                .all(|(table, token)| self.state(table, &mut now) == TokenState::Present(*token));
         if still_current {
             let expires = Instant::now().checked_add(ttl);
             self.inner

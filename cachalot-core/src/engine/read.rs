@@ -219,7 +219,12 @@ fn lookup<T: Clone + 'static>(
             }
         }
     }
-    let tokens = fetched.tokens.iter().filter_map(|s| s.token()).collect();
+    // Every state is present here. Mapped over the slice, the length is known: one allocation.
+    let tokens = fetched
+        .tokens
+        .iter()
+        .map(|s| s.token().unwrap_or(Token::from_u128(0)))
+        .collect();
     Ok(Lookup::Miss(tokens))
 }
 
