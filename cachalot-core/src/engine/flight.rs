@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use smallvec::SmallVec;
 use tokio::sync::watch;
 
 use crate::hashing::BuildMix;
@@ -32,16 +33,19 @@ struct Flight {
     ready: Option<Shared>,
 }
 
-/// The flights in progress, by key hash (flights of one hash differ by their tokens).
+/// The flights of one key hash: they differ by their tokens, and there is almost always one.
+type Group = SmallVec<[Flight; 1]>;
+
+/// The flights in progress, by key hash.
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<u128, Vec<Flight>, BuildMix>>,
+    map: Mutex<HashMap<u128, Group, BuildMix>>,
     next_id: AtomicU64,
 }
 
 impl std::fmt::Debug for Flights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n: usize = self.lock().values().map(Vec::len).sum();
+        let n: usize = self.lock().values().map(|group| group.len()).sum();
         f.debug_struct("Flights").field("in_progress", &n).finish()
     }
 }
@@ -79,7 +83,7 @@ impl Landing {
 }
 
 impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Vec<Flight>, BuildMix>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Group, BuildMix>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
