@@ -9,6 +9,7 @@ use cachalot_core::engine::{Decision, ReadOptions, WriteSet};
 use cachalot_core::key::{KeyBuilder, KeyParam};
 use cachalot_core::sql::IsolationLevel;
 use cachalot_core::stats::BypassReason;
+use smallvec::SmallVec;
 use sqlx::error::BoxDynError;
 use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments, SqlStr, Type};
 
@@ -43,6 +44,9 @@ where
 /// rest of the lookup).
 type Binding<'a, DB> =
     Box<dyn FnOnce(&mut <DB as Database>::Arguments) -> Result<(), BoxDynError> + Send + 'a>;
+
+/// A query's bindings, the first few inline.
+type Bindings<'a, DB> = SmallVec<[Binding<'a, DB>; 4]>;
 
 /// The arguments of a query that runs, handed to sqlx's `query_as_with`.
 struct Bound<DB: Database>(DB::Arguments);
@@ -93,7 +97,7 @@ enum Rows {
 pub struct QueryAs<'a, DB: CacheDatabase, O> {
     target: Target<'a, DB>,
     sql: SqlStr,
-    bindings: Vec<Binding<'a, DB>>,
+    bindings: Bindings<'a, DB>,
     key: KeyBuilder,
     row: PhantomData<fn() -> O>,
 }
@@ -123,7 +127,7 @@ where
         QueryAs {
             target,
             sql,
-            bindings: Vec::new(),
+            bindings: SmallVec::new(),
             key,
             row: PhantomData,
         }
@@ -256,7 +260,7 @@ where
 async fn run<'e, DB, O, X>(
     executor: X,
     sql: SqlStr,
-    bindings: Vec<Binding<'_, DB>>,
+    bindings: Bindings<'_, DB>,
     rows: Rows,
 ) -> Result<Vec<O>, Error>
 where
