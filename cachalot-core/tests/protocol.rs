@@ -392,7 +392,7 @@ async fn overlapping_writers_each_hold_their_own_lock() {
     assert!(!b.store(&t, &key, entry(&[t1], &key, 0), ttl).await.unwrap());
     // B still holds its lock: readers neither serve nor store.
     let fetched = b.fetch(&t, &key).await.unwrap();
-    assert_eq!(fetched.tokens, [TokenState::Locked]);
+    assert_eq!(fetched.tokens[..], [TokenState::Locked]);
     assert!(fetched.entry.is_none());
     assert_eq!(b.init_tokens(&t).await.unwrap(), [TokenState::Locked]);
     // B bumps: unlocked, with a token neither entry has.

@@ -477,7 +477,7 @@ async fn overlapping_writers<B: TestBackend>(b: B) {
     assert_ne!(t1, t0);
     assert!(!b.store(&t, &key, entry(&[t1], &key, 0), ttl).await.unwrap());
     let fetched = b.fetch(&t, &key).await.unwrap();
-    assert_eq!(fetched.tokens, [TokenState::Locked]);
+    assert_eq!(fetched.tokens[..], [TokenState::Locked]);
     assert!(fetched.entry.is_none());
     assert_eq!(b.init_tokens(&t).await.unwrap(), [TokenState::Locked]);
     let t2 = b.bump(&t, Some(b_id)).await.unwrap()[0];
@@ -535,7 +535,7 @@ async fn bump_under_another_lock<B: TestBackend>(b: B) {
     assert_eq!(b.tokens(&t).await.unwrap(), [TokenState::Missing]);
     let key = KeyBuilder::new("p", &db, "SELECT v FROM t").finish();
     assert_eq!(
-        b.fetch(&t, &key).await.unwrap().tokens,
+        b.fetch(&t, &key).await.unwrap().tokens[..],
         [TokenState::Missing]
     );
     assert!(b.init_tokens(&t).await.unwrap()[0].token().is_some());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     BackendFuture, CacheBackend, Entry, Fetched, LocalBackend, LockId, TableId, TokenState,
+    TokenStates,
 };
 use crate::error::BackendError;
 use crate::key::QueryKey;
@@ -202,7 +203,7 @@ impl MemoryBackend {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn states(&self, tables: &[TableId]) -> Vec<TokenState> {
+    fn states(&self, tables: &[TableId]) -> TokenStates {
         let mut now = None;
         tables
             .iter()
@@ -373,7 +374,7 @@ impl CacheBackend for MemoryBackend {
     }
 
     fn tokens<'a>(&'a self, tables: &'a [TableId]) -> BackendFuture<'a, Vec<TokenState>> {
-        Box::pin(ready(Ok(self.states(tables))))
+        Box::pin(ready(Ok(self.states(tables).into_vec())))
     }
 
     fn clear(&self) -> BackendFuture<'_, ()> {

@@ -234,11 +234,15 @@ impl Entry {
     }
 }
 
+/// The state of each table of a read, in order: up to four inline, so that a fetch allocates
+/// nothing for them. Build it with `collect()`, or from a `Vec` with `into()`.
+pub type TokenStates = smallvec::SmallVec<[TokenState; 4]>;
+
 /// What one read round trip returns.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     /// The state of each table asked for, in the same order.
-    pub tokens: Vec<TokenState>,
+    pub tokens: TokenStates,
     /// The entry under the key's hash, if any. Its material and tokens are not checked yet.
     /// A backend may leave it out when a token is not present (it cannot be a hit).
     pub entry: Option<Entry>,

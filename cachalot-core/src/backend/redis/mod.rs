@@ -521,7 +521,7 @@ impl RedisBackend {
     }
 
     async fn tokens_group(&self, tables: Vec<TableId>) -> Result<Vec<TokenState>, BackendError> {
-        Ok(self.fetch_now(&tables, None).await?.tokens)
+        Ok(self.fetch_now(&tables, None).await?.tokens.into_vec())
     }
 
     async fn lock_group(
