@@ -119,14 +119,16 @@ const WHY_HIT: &str = "Back to back, a hit costs 0.4–4 µs; right after a data
     several times more, because the database's work has evicted the CPU's caches. A hit then \
     brings in about 450 cache lines of code and data (`valgrind --tool=callgrind \
     --cache-sim=yes --I1=2048,32,64 --D1=4096,64,64 --LL=2097152,16,64 cachalot-bench --profile \
-    cold-hit --db postgres --sweep 4194304`, the adapter's read): the check of the entry and the \
-    copy of the rows `fetch_all` hands the caller (a `Vec` of its own: one allocation per row \
-    and per `String`) about 110, moka's lookup about 95 (an epoch pin, its read log, a clock \
-    read), the key about 95 (its bytes built and hashed), the analysis memo and the read set \
-    about 75, the table states about 50. Bound values are encoded for the driver only on a \
-    miss, and the memory backend answers through plain calls, not boxed futures. The `[0:10]` \
-    queries take the database 130–260 µs, so 50× needs a hit of 2.6–5 µs between database \
-    calls; the heavier queries are 70–300× faster.";
+    cold-hit --db postgres --sweep 4194304`, the adapter's read): moka's lookup and the table \
+    states about 150 (moka's part about 100: an epoch pin, its read log, a clock read), the \
+    check of the entry and the copy of the rows `fetch_all` hands the caller (a `Vec` of its \
+    own: one allocation per row and per `String`) about 100, the key about 90 (its bytes built \
+    in one allocation, then hashed), the analysis memo about 45 (the SQL hashed and compared), \
+    the read set and the checks before the lookup about 30. Bound values are encoded for the \
+    driver only on a miss, the first four are kept inline, and the memory backend answers \
+    through plain calls, not boxed futures. The `[0:10]` queries take the database 150–260 µs, \
+    so 50× needs a hit of 3–5 µs between database calls; the heavier queries are 80–450× \
+    faster.";
 
 /// Why a miss costs more than the query.
 const WHY_COLD: &str = "A miss adds the lookup before the query and, after it, one copy of the \
@@ -158,16 +160,19 @@ const WHY_FLAT: &str = "Invalidation replaces one token per table and never visi
     change beyond 10% is noise from the shared machine.";
 
 /// Why the adapter costs more than 2%.
-const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 11,000 instructions on \
-    top of the 29,000 the client spends on the same read from the pool (`cachalot-bench \
+const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 10,000 instructions on \
+    top of the 28,000 the client spends on the same read from the pool (`cachalot-bench \
     --profile point-miss` against `--profile point-direct`, under `valgrind --tool=callgrind`): \
-    the store about 3,500, most of it moka's insert and its write log; the lookup before the \
-    query about 1,700, half of it moka's get; then the key, the flight that coalesces identical \
-    misses, and the copy of the row kept by the cache. Right after a database call all of it \
-    runs with cold CPU caches: the benchmark measures 10–15 µs on a read that takes PostgreSQL \
-    150–285 µs. The write is the analysis, the write set, a lock and a bump in memory (about 2,300 \
-    instructions: `--profile write`), and the stream wrapper that guarantees the bump even when \
-    the caller drops the stream early.";
+    moka's insert about 2,800, the backend's lookup before the query about 900, then the key, \
+    the flight that coalesces identical misses and the copy of the row the cache keeps. Nearly \
+    half of the difference is the allocator: each entry keeps its key, its tokens, its rows and \
+    moka's own nodes, and memory that stays cannot be recycled from the allocator's per-thread \
+    cache. Right after a database call all of it runs with cold CPU caches: 4–15 µs on a read \
+    that takes PostgreSQL 100–285 µs over the runs. The read through `uncached()` in the table \
+    above pays for the key and the analysis and never asks the cache: 1–2% over the runs, within \
+    the noise; the rest of a miss is the lookup and the store. The write is the analysis, the \
+    write set, a lock and a bump in memory (about 2,300 instructions: `--profile write`), and \
+    the stream wrapper that guarantees the bump even when the caller drops the stream early.";
 
 /// One of the targets and how the run did.
 #[derive(Debug, Clone, Serialize)]
