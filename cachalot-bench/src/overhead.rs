@@ -3,7 +3,7 @@
 //! where a miss's cost lies, the same read through `uncached()`, which pays for the key and
 //! the analysis but never asks the cache.
 
-use cachalot::{Attach, CachedPool};
+use cachalot::{Attach, CachedPool, Stats};
 use serde::Serialize;
 use sqlx::{Executor, Pool};
 
@@ -62,36 +62,21 @@ where
 {
     let db: CachedPool<DB> = backend.cache.attach(pool.clone());
     let iterations = iterations.min(TESTS as usize);
-    let point = |i| Query {
-        id: Some(nth_id(i)),
-        ..POINT
-    };
-
     // A fresh cache: none of these keys is stored yet.
     let miss = pairs(iterations, |i, path| {
-        let db = &db;
-        async move {
-            let before = db.stats().misses;
-            let read = DB::read(db, &point(i), path).await?;
-            if path == Path::Cached && db.stats().misses != before + 1 {
-                return Err("overhead: a primary-key read was not a plain miss".into());
-            }
-            Ok(read)
-        }
+        point_read(&db, i, path, |s| s.misses, "was not a plain miss")
     })
     .await?;
 
     let uncached = db.uncached();
     let bypass = pairs(iterations, |i, path| {
-        let db = &uncached;
-        async move {
-            let before = db.stats().bypasses.disabled;
-            let read = DB::read(db, &point(i), path).await?;
-            if path == Path::Cached && db.stats().bypasses.disabled != before + 1 {
-                return Err("overhead: a read through uncached() did not bypass".into());
-            }
-            Ok(read)
-        }
+        point_read(
+            &uncached,
+            i,
+            path,
+            |s| s.bypasses.disabled,
+            "did not bypass",
+        )
     })
     .await?;
 
@@ -116,6 +101,31 @@ where
             bypass,
         ),
     ])
+}
+
+/// The primary-key read of the `i`-th row through `path`; read through the adapter, it must
+/// add exactly one to the counter `counted` picks (else the error says it `failed`).
+async fn point_read<DB>(
+    db: &CachedPool<DB>,
+    i: usize,
+    path: Path,
+    counted: fn(&Stats) -> u64,
+    failed: &'static str,
+) -> Result<Timed>
+where
+    DB: BenchDb,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let query = Query {
+        id: Some(nth_id(i)),
+        ..POINT
+    };
+    let before = counted(&db.stats());
+    let read = DB::read(db, &query, path).await?;
+    if path == Path::Cached && counted(&db.stats()) != before + 1 {
+        return Err(format!("overhead: a primary-key read through the adapter {failed}").into());
+    }
+    Ok(read)
 }
 
 /// Times `iterations` pairs of `call(i, path)` (after a tenth as many unrecorded), directly

@@ -170,9 +170,9 @@ const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,400 i
     half of the difference is the allocator: each entry keeps its key, its tokens, its rows and \
     moka's own nodes, and memory that stays cannot be recycled from the allocator's per-thread \
     cache. Right after a database call all of it runs with cold CPU caches: 4–15 µs on a read \
-    that takes PostgreSQL 100–285 µs over the runs. The read through `uncached()` in the table \
-    above pays for the key and the analysis and never asks the cache: 1–2% over the runs, within \
-    the noise; the rest of a miss is the lookup and the store. The write is the analysis, the \
+    that takes PostgreSQL 73–285 µs over the runs and machines. The read through `uncached()` \
+    in the table above pays for the key and the analysis and never asks the cache: 1–4% over \
+    the runs; the rest of a miss is the lookup and the store. The write is the analysis, the \
     write set, a lock and a bump in memory (about 2,300 instructions: `--profile write`), and \
     the stream wrapper that guarantees the bump even when the caller drops the stream early.";
 
