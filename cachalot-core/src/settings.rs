@@ -128,6 +128,10 @@ impl CachalotBuilder {
     /// How long a write's lock lasts if the writer never finishes (default 10 seconds). It
     /// must be longer than the slowest write statement or commit: a lock that expires while
     /// its write still runs lets readers cache data that write is changing.
+    ///
+    /// A write whose caller gives up on it (a cancelled future, a stream dropped early) keeps
+    /// its lock this long too, since the server may still commit it: until then its tables
+    /// are read from the database, uncached.
     pub fn lock_ttl(mut self, lock_ttl: Duration) -> Self {
         self.settings.lock_ttl = lock_ttl;
         self

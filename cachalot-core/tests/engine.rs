@@ -430,22 +430,31 @@ async fn one_signal_per_table_per_finished_write() {
 }
 
 #[tokio::test]
-async fn a_dropped_guard_still_bumps() {
-    let f = Fixture::new(Cachalot::builder());
+async fn a_dropped_guard_keeps_its_lock_until_it_expires_then_bumps() {
+    let ttl = Duration::from_millis(300);
+    let f = Fixture::new(Cachalot::builder().lock_ttl(ttl));
     let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
     f.read(&reads, &key, 1_u64).await;
     let guard = f
         .cachalot
         .begin_write(&f.db, &WriteSet::tables(["t"]))
         .await;
-    drop(guard); // a cancelled write
-    // The bump runs in a task: let it.
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert!(!f.cachalot.has_pending_invalidations());
+    // A cancelled write: the server may still be running the statement.
+    drop(guard);
+    // Until the lock expires, nothing of the table is served or stored.
     assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
-    assert_eq!(f.read(&reads, &key, 3_u64).await, 2);
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
+    assert_eq!(f.cachalot.stats().bypasses.locked, 2);
+    assert_eq!(f.cachalot.stats().invalidations, 0);
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(
+        f.cachalot.stats().invalidations,
+        1,
+        "bumped once the lock expired"
+    );
+    assert!(!f.cachalot.has_pending_invalidations());
+    assert_eq!(f.read(&reads, &key, 4_u64).await, 4);
+    assert_eq!(f.read(&reads, &key, 5_u64).await, 4);
 }
 
 #[tokio::test]

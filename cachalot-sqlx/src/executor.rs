@@ -18,7 +18,8 @@ use crate::pool::{CachedPool, Shared};
 use crate::transaction::CachedTransaction;
 
 /// How a write is wrapped: the lock is taken when the statement is about to run, the bump
-/// happens once it has finished, whatever its outcome, or when the caller drops it early.
+/// happens once it has finished, whatever its outcome. Dropped early by its caller, the
+/// write's lock stays until it expires (see [`WriteGuard`]): the server may still commit it.
 pub(crate) struct Invalidation {
     cache: Cachalot,
     database: Arc<str>,
@@ -58,7 +59,7 @@ impl Invalidation {
 
     /// Wraps a result stream: locked before its first item, bumped after its last one, or
     /// by the guard's drop when the caller abandons the stream (`INSERT ... RETURNING`
-    /// read through `fetch` and dropped after the first row).
+    /// read through `fetch` and dropped after the first row), once the lock has expired.
     pub(crate) fn around_stream<'e, T: Send + 'e, E: Send + 'e>(
         self,
         inner: BoxStream<'e, Result<T, E>>,

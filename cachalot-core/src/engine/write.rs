@@ -131,10 +131,13 @@ struct BumpJob {
 /// A write in flight: its tables are locked. [`finish`](Self::finish) it once the write is
 /// done (committed, failed, whatever the outcome).
 ///
-/// Dropped unfinished (a cancelled future, an early-dropped stream), it still bumps: in a task
-/// on the current tokio runtime, or, without a runtime, as a pending invalidation retried
-/// later (its tables are not cached by this process meanwhile). A crash leaves only the
-/// locks, which expire after `lock_ttl` and then read as missing tokens.
+/// Dropped unfinished (a cancelled future, an early-dropped stream), the write's outcome is
+/// unknown: the server may still be running the statement and commit it later. Its tables
+/// then stay locked until `lock_ttl` has passed, and are bumped at that point, in a task on the
+/// current tokio runtime. A bump right away would let a read store what the statement is
+/// about to change. Without a runtime, the bump is a pending invalidation retried later (its
+/// tables are not cached by this process meanwhile). A crash leaves only the locks, which
+/// expire after `lock_ttl` and then read as missing tokens.
 #[must_use = "finish() the guard once the write is done"]
 pub struct WriteGuard {
     inner: Arc<Inner>,
@@ -168,7 +171,13 @@ impl Drop for WriteGuard {
         let inner = self.inner.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(async move { inner.complete(&job).await });
+                let wait = inner.settings.lock_ttl;
+                handle.spawn(async move {
+                    // As after a crash: the lock (or this process's hold) covers the statement
+                    // until it expires.
+                    tokio::time::sleep(wait).await;
+                    inner.complete(&job).await;
+                });
             }
             Err(_) => {
                 inner.signal(&job.ids, |_| SystemTime::now());
