@@ -9,7 +9,7 @@ use cachalot_core::sql::{Analysis, StatementKind};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, stream};
-use sqlx::{Database, Describe, Either, Error, Execute, Executor, SqlStr};
+use sqlx::{Database, Describe, Either, Error, Execute, Executor, Pool, SqlStr};
 
 use crate::database::CacheDatabase;
 use crate::dependents::Dependents;
@@ -176,6 +176,28 @@ where
         }
     }
 
+    /// Runs `call`, one of sqlx's calls that return a single result, on the pool: as it is
+    /// for a read, between lock and bump for a write.
+    fn single<'e, 'q: 'e, E, T>(
+        &'e self,
+        query: E,
+        call: impl FnOnce(&'e Pool<DB>, Forwarded<DB>) -> BoxFuture<'e, Result<T, Error>>,
+    ) -> BoxFuture<'e, Result<T, Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+        T: Send + 'e,
+    {
+        match self.route(query) {
+            Routed::Read(forwarded, _) => call(&self.pool, forwarded),
+            Routed::Write(forwarded, writes, ddl) => Box::pin(
+                self.invalidation(writes)
+                    .schema_change_if(ddl, &self.shared)
+                    .around(call(&self.pool, forwarded)),
+            ),
+            Routed::Failed(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
     /// Wraps a write whose tables are already widened (a transaction's dirty set).
     pub(crate) fn invalidation_as_is(&self, writes: WriteSet) -> Invalidation {
         Invalidation {
@@ -224,15 +246,25 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        match self.route(query) {
-            Routed::Read(forwarded, _) => self.pool.fetch_optional(forwarded),
-            Routed::Write(forwarded, writes, ddl) => Box::pin(
-                self.invalidation(writes)
-                    .schema_change_if(ddl, &self.shared)
-                    .around(self.pool.fetch_optional(forwarded)),
-            ),
-            Routed::Failed(e) => Box::pin(std::future::ready(Err(e))),
-        }
+        self.single(query, |pool, forwarded| pool.fetch_optional(forwarded))
+    }
+
+    // `execute` and `fetch_all` would otherwise collect `fetch_many`'s stream, which a write
+    // wraps in a stream of its own: one future around sqlx's is less work per statement.
+    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<DB::QueryResult, Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        self.single(query, |pool, forwarded| pool.execute(forwarded))
+    }
+
+    fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<DB::Row>, Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        self.single(query, |pool, forwarded| pool.fetch_all(forwarded))
     }
 
     fn prepare_with<'e>(
