@@ -69,9 +69,11 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
   --seconds S
              seconds per mode and write ratio of the mixed workload (default: 0.2 quick, 4 full),
              or of the --profile loop (default: 10)
-  --profile [redis-]hit|cold-hit|hit-after-direct|miss|direct|write|point-miss|point-direct
-             instead of the benchmark, run only that path (through the memory backend, or
-             Redis) on the first database of --db, for perf record or valgrind; writes nothing
+  --profile [redis-]PATH
+             instead of the benchmark, run only PATH (through the memory backend, or Redis) on
+             the first database of --db, for perf record or valgrind; writes nothing. PATH is
+             hit, cold-hit, hit-after-direct, miss, direct, write, write-direct, point-miss,
+             point-direct or point-uncached
   --sweep BYTES
              what cold-hit sweeps before each hit (default: 64 MiB; under valgrind, a little
              more than its simulated last-level cache)

@@ -57,10 +57,14 @@ pub enum Loop {
     PointMiss,
     /// The same primary-key reads on the pool.
     PointDirect,
+    /// The same primary-key reads through `uncached()`: the adapter without the cache.
+    PointUncached,
     /// Reads on the pool.
     Direct,
     /// `UPDATE`s through the adapter.
     Write,
+    /// The same `UPDATE`s on the pool.
+    WriteDirect,
 }
 
 impl FromStr for Profile {
@@ -79,8 +83,10 @@ impl FromStr for Profile {
             "miss" => Loop::Miss,
             "point-miss" => Loop::PointMiss,
             "point-direct" => Loop::PointDirect,
+            "point-uncached" => Loop::PointUncached,
             "direct" => Loop::Direct,
             "write" => Loop::Write,
+            "write-direct" => Loop::WriteDirect,
             other => return Err(format!("--profile: unknown path `{other}`")),
         };
         Ok(Profile { path, redis })
@@ -93,6 +99,7 @@ impl Loop {
         match self {
             Loop::PointMiss => Some(Path::Cached),
             Loop::PointDirect => Some(Path::Direct),
+            Loop::PointUncached => Some(Path::Cached),
             _ => None,
         }
     }
@@ -164,6 +171,10 @@ where
         );
         let deadline = Instant::now() + options.duration;
         if let Some(via) = path.point() {
+            let db = match path {
+                Loop::PointUncached => db.uncached(),
+                _ => db,
+            };
             return point_reads::<DB>(&db, via, deadline).await;
         }
         let mut calls = 0u64;
@@ -197,12 +208,16 @@ where
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
                     // The point loops run in `point_reads`.
-                    Loop::Direct | Loop::PointMiss | Loop::PointDirect => {
+                    Loop::Direct | Loop::PointMiss | Loop::PointDirect | Loop::PointUncached => {
                         DB::read(&db, query, Path::Direct).await?.elapsed
                     }
-                    Loop::Write => {
+                    Loop::Write | Loop::WriteDirect => {
                         let id = (calls as i64 * 12 + i as i64) % TESTS + 1;
-                        DB::update(&db, Path::Cached, id).await?
+                        let via = match path {
+                            Loop::Write => Path::Cached,
+                            _ => Path::Direct,
+                        };
+                        DB::update(&db, via, id).await?
                     }
                 };
                 timed += elapsed;
