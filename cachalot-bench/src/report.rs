@@ -162,19 +162,22 @@ const WHY_FLAT: &str = "Invalidation replaces one token per table and never visi
     change beyond 10% is noise from the shared machine.";
 
 /// Why the adapter costs more than 2%.
-const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,400 instructions on \
-    top of the 25,800 the client spends on the same read from the pool (`cachalot-bench \
-    --profile point-miss` against `--profile point-direct`, under `valgrind --tool=callgrind`): \
-    moka's insert about 2,800, the backend's lookup before the query about 900, then the key, \
-    the flight that coalesces identical misses and the copy of the row the cache keeps. Nearly \
-    half of the difference is the allocator: each entry keeps its key, its tokens, its rows and \
-    moka's own nodes, and memory that stays cannot be recycled from the allocator's per-thread \
-    cache. Right after a database call all of it runs with cold CPU caches: 4–15 µs on a read \
-    that takes PostgreSQL 73–285 µs over the runs and machines. The read through `uncached()` \
-    in the table above pays for the key and the analysis and never asks the cache: 1–4% over \
-    the runs; the rest of a miss is the lookup and the store. The write is the analysis, the \
-    write set, a lock and a bump in memory (about 2,300 instructions: `--profile write`), and \
-    the stream wrapper that guarantees the bump even when the caller drops the stream early.";
+const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,300 instructions on \
+    top of the 25,400 the client spends on the same read from the pool (`cachalot-bench \
+    --profile point-miss` against `--profile point-direct`, under `valgrind --tool=callgrind`). \
+    About 1,900 of them come before the cache is asked: the key and the analysis, which a read \
+    through `uncached()` pays too (`--profile point-uncached`). The rest is moka's insert, about \
+    2,800, the backend's lookup before the query, about 800, then the flight that coalesces \
+    identical misses and the copy of the row the cache keeps. Nearly half of the difference is \
+    the allocator: each entry keeps its key, its tokens, its rows and moka's own nodes, and \
+    memory that stays cannot be recycled from the allocator's per-thread cache. Right after a \
+    database call all of it runs with cold CPU caches: 4–15 µs on a read that takes PostgreSQL \
+    73–285 µs over the runs and machines. Storing in a task of its own after returning, as the \
+    Redis backend does, made the miss slower, not faster (1.10–1.17× against 1.03–1.08× in \
+    alternating runs). The write is the analysis, the write set, a lock and a bump in memory: \
+    about 3,000 instructions over the pool's own `execute` (`--profile write` against \
+    `--profile write-direct`), on an UPDATE that takes PostgreSQL 200–550 µs over the runs; its \
+    ratio moves by a percent or two from run to run with the database's own timing.";
 
 /// One of the targets and how the run did.
 #[derive(Debug, Clone, Serialize)]
