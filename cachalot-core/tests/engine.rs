@@ -459,23 +459,34 @@ async fn a_dropped_guard_keeps_its_lock_until_it_expires_then_bumps() {
 }
 
 #[tokio::test]
-async fn a_guard_dropped_outside_a_runtime_is_a_pending_invalidation() {
-    let f = Fixture::new(Cachalot::builder());
+async fn a_guard_dropped_outside_a_runtime_is_bumped_only_once_its_lock_expires() {
+    let ttl = Duration::from_secs(1);
+    let f = Fixture::new(Cachalot::builder().lock_ttl(ttl));
+    let mut rx = f.cachalot.subscribe();
     let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
     f.read(&reads, &key, 1_u64).await;
     let guard = f
         .cachalot
         .begin_write(&f.db, &WriteSet::tables(["t"]))
         .await;
+    // Dropped where no runtime can wait for the lock: the server may still commit the write.
     std::thread::spawn(move || drop(guard)).join().unwrap();
     assert!(f.cachalot.has_pending_invalidations());
-    // Not cached by this process until the bump is done.
+    // Not cached by this process, and not bumped, until the lock has expired.
     assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
     assert_eq!(f.cachalot.stats().bypasses.pending_invalidation, 1);
+    assert!(!f.cachalot.retry_pending_invalidations().await);
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
+    assert_eq!(f.cachalot.stats().invalidations, 0);
+    assert!(rx.try_recv().is_err(), "no signal before the bump");
+
+    tokio::time::sleep(ttl + ttl / 4).await;
     assert!(f.cachalot.retry_pending_invalidations().await);
     assert!(!f.cachalot.has_pending_invalidations());
-    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
-    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
+    assert_eq!(f.cachalot.stats().invalidations, 1);
+    assert_eq!(rx.try_recv().unwrap().table.as_deref(), Some("t"));
+    assert_eq!(f.read(&reads, &key, 4_u64).await, 4);
+    assert_eq!(f.read(&reads, &key, 5_u64).await, 4);
 }
 
 #[tokio::test]

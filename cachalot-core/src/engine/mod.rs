@@ -255,8 +255,9 @@ impl Cachalot {
         self.inner.pending.any()
     }
 
-    /// Retries the failed invalidations now (a background task also does, with backoff).
-    /// Returns whether none is left.
+    /// Retries the failed invalidations now (a background task also does, with backoff); the
+    /// bump of a write dropped unfinished outside a runtime waits for its lock to expire (see
+    /// [`WriteGuard`]). Returns whether none is left.
     pub async fn retry_pending_invalidations(&self) -> bool {
         self.inner.retry_failed().await
     }

@@ -1,13 +1,14 @@
-//! Invalidations that could not reach the backend.
+//! Invalidations that could not reach the backend, or must not reach it yet.
 //!
 //! A table whose bump failed keeps an old token in the backend, so this process stops caching
 //! it (its reads bypass the cache) until a retry succeeds. A table whose lock failed is held
-//! the same way until its write's bump succeeds.
+//! the same way until its write's bump succeeds, and so is a table whose write was dropped
+//! unfinished outside a runtime, until its lock has expired and the retries bump it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::backend::{LockId, TableId};
@@ -20,6 +21,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub(crate) struct FailedBump {
     pub(crate) tables: Vec<TableId>,
     pub(crate) lock: Option<LockId>,
+    /// Set for a write dropped unfinished: the server may still commit it, so it is not
+    /// bumped before its lock expires, and its signal is sent when it is.
+    pub(crate) unfinished_until: Option<Instant>,
 }
 
 /// Tables this process must not cache, and the bumps to retry.
@@ -107,22 +111,30 @@ impl Drop for Batch<'_> {
 }
 
 impl Inner {
-    /// Retries every failed bump once. Returns whether none is left.
+    /// Retries every failed bump that is due once. Returns whether none is left.
     pub(crate) async fn retry_failed(&self) -> bool {
         let mut batch = Batch {
             pending: &self.pending,
             bumps: self.pending.take_failed(),
         };
         while let Some(bump) = batch.bumps.last() {
-            let result = self.bump(&bump.tables, bump.lock).await;
+            let due = bump.unfinished_until.is_none_or(|t| t <= Instant::now());
+            let result = match due {
+                true => Some(self.bump(&bump.tables, bump.lock).await),
+                false => None,
+            };
             let Some(bump) = batch.bumps.pop() else { break };
             match result {
-                Ok(_) => {
+                None => self.pending.push_failed(bump),
+                Some(Ok(tokens)) => {
                     self.backend_ok();
                     self.pending.release(&bump.tables);
+                    if bump.unfinished_until.is_some() {
+                        self.bumped(&bump.tables, &tokens);
+                    }
                     tracing::info!(tables = ?bump.tables, "cachalot: pending invalidation done");
                 }
-                Err(err) => {
+                Some(Err(err)) => {
                     self.backend_failed("bump (retry)", &err);
                     self.pending.push_failed(bump);
                 }
@@ -132,13 +144,14 @@ impl Inner {
         !self.pending.has_failed()
     }
 
-    /// Records a bump that could not be made: its tables stay uncacheable in this process
-    /// until a retry succeeds.
+    /// Records a bump that could not be made (or, with `unfinished_until`, must not be made
+    /// yet): its tables stay uncacheable in this process until a retry succeeds.
     pub(crate) fn record_failed(
         self: &Arc<Self>,
         tables: &[TableId],
         lock: Option<LockId>,
         held: bool,
+        unfinished_until: Option<Instant>,
     ) {
         if !held {
             self.pending.hold(tables);
@@ -146,6 +159,7 @@ impl Inner {
         self.pending.push_failed(FailedBump {
             tables: tables.to_vec(),
             lock,
+            unfinished_until,
         });
         self.ensure_retry_task();
     }

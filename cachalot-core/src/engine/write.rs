@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::read::ReadSet;
 use super::{Cachalot, Inner};
 use crate::backend::{LockId, TableId, TokenState};
 use crate::signal::Invalidation;
 use crate::sql::Analysis;
+use crate::version::Token;
 
 /// The tables a write changes: named tables (bare names) and/or the whole database.
 ///
@@ -135,8 +136,9 @@ struct BumpJob {
 /// unknown: the server may still be running the statement and commit it later. Its tables
 /// then stay locked until `lock_ttl` has passed, and are bumped at that point, in a task on the
 /// current tokio runtime. A bump right away would let a read store what the statement is
-/// about to change. Without a runtime, the bump is a pending invalidation retried later (its
-/// tables are not cached by this process meanwhile). A crash leaves only the locks, which
+/// about to change. Dropped outside any runtime, the bump is a pending invalidation, left to
+/// the retries once `lock_ttl` has passed (its tables are not cached by this process
+/// meanwhile, and its signal is sent when it is bumped). A crash leaves only the locks, which
 /// expire after `lock_ttl` and then read as missing tokens.
 #[must_use = "finish() the guard once the write is done"]
 pub struct WriteGuard {
@@ -180,9 +182,12 @@ impl Drop for WriteGuard {
                 });
             }
             Err(_) => {
-                inner.signal(&job.ids, |_| SystemTime::now());
-                inner.stats.invalidations(job.ids.len());
-                inner.record_failed(&job.ids, job.lock, job.held);
+                // No runtime to wait on: the retries bump it, not before the lock expires.
+                let now = Instant::now();
+                let until = now
+                    .checked_add(inner.settings.lock_ttl)
+                    .unwrap_or(now + Duration::from_secs(3600));
+                inner.record_failed(&job.ids, job.lock, job.held, Some(until));
             }
         }
     }
@@ -311,17 +316,24 @@ impl Inner {
                 if job.held {
                     self.pending.release(&job.ids);
                 }
-                self.signal(&job.ids, |i| {
-                    tokens.get(i).map_or_else(SystemTime::now, |t| t.time())
-                });
+                self.bumped(&job.ids, &tokens);
             }
             Err(err) => {
                 self.backend_failed("bump", &err);
-                self.record_failed(&job.ids, job.lock, job.held);
+                self.record_failed(&job.ids, job.lock, job.held, None);
+                // The write is over: its signal need not wait for the retry.
                 self.signal(&job.ids, |_| SystemTime::now());
+                self.stats.invalidations(job.ids.len());
             }
         }
-        self.stats.invalidations(job.ids.len());
+    }
+
+    /// Signals and counts the bump of `ids` to `tokens`.
+    pub(super) fn bumped(&self, ids: &[TableId], tokens: &[Token]) {
+        self.signal(ids, |i| {
+            tokens.get(i).map_or_else(SystemTime::now, |t| t.time())
+        });
+        self.stats.invalidations(ids.len());
     }
 
     /// One event per table (`None` for the epoch).
