@@ -129,18 +129,22 @@ const WHY_HIT: &str = "Back to back, a hit costs 0.4–5 µs; right after a data
     saved nothing: its own lookup cost as much as the steps it replaced. Bound values are \
     encoded for the driver only on a miss, the first four are kept inline, and the memory \
     backend answers through plain calls, not boxed futures. The four cheaper `[0:10]` queries \
-    take the database 130–360 µs over the runs and machines, so 50× needs a hit of 2.6–7 µs \
+    take the database 130–480 µs over the runs and machines, so 50× needs a hit of 2.6–9.6 µs \
     between database calls; the heavier queries are 45–450× faster.";
 
 /// Why a miss costs more than the query.
 const WHY_COLD: &str = "A miss adds the lookup before the query and, after it, one copy of the \
-    rows for the cache and moka's insert (its write log and, every 64 writes, its housekeeping): \
-    about 3 µs with warm caches (`cargo bench -p cachalot-core --bench hit`, `read miss + \
-    store`), 7–8 µs right after the database call, about half on each side of the query, as the \
-    database's work has evicted the CPU's caches. Storing from a task of its own, as misses \
-    through Redis do, does not pay in memory: on 2 cores the spawn wakes the second worker, \
-    which then competes with the database. SQLite answers the cheap queries in 70–150 µs, so \
-    that is 3–10% there; the run-to-run spread of these medians is of the same order.";
+    rows for the cache and moka's insert (its write log and, every 64 writes, its \
+    housekeeping): about 3 µs with warm caches (`cargo bench -p cachalot-core --bench hit`, \
+    `read miss + store`), 7–8 µs right after the database call, about half on each side of the \
+    query, as the database's work has evicted the CPU's caches. Storing from a task of its own, \
+    as misses through Redis do, does not pay in memory: on 2 cores the spawn wakes the second \
+    worker, which then competes with the database. Nor does putting the store off until the \
+    engine's next query waits for the database: measured in alternating runs on PostgreSQL, the \
+    cold reads were no faster and the hits right after them, served from the miss's flight \
+    rather than from moka, were slower (134–146× faster than the database became 90–105×). \
+    SQLite answers the cheap queries in 70–150 µs, so that is 3–10% there; the run-to-run \
+    spread of these medians is of the same order.";
 
 /// Why a Redis hit is not faster.
 const WHY_REDIS_HOT: &str = "A Redis hit is one round trip to a Lua script that reads the tokens \
@@ -166,18 +170,21 @@ const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,300 i
     top of the 25,400 the client spends on the same read from the pool (`cachalot-bench \
     --profile point-miss` against `--profile point-direct`, under `valgrind --tool=callgrind`). \
     About 1,900 of them come before the cache is asked: the key and the analysis, which a read \
-    through `uncached()` pays too (`--profile point-uncached`). The rest is moka's insert, about \
-    2,800, the backend's lookup before the query, about 800, then the flight that coalesces \
-    identical misses and the copy of the row the cache keeps. Nearly half of the difference is \
-    the allocator: each entry keeps its key, its tokens, its rows and moka's own nodes, and \
-    memory that stays cannot be recycled from the allocator's per-thread cache. Right after a \
-    database call all of it runs with cold CPU caches: 4–15 µs on a read that takes PostgreSQL \
-    73–285 µs over the runs and machines. Storing in a task of its own after returning, as the \
-    Redis backend does, made the miss slower, not faster (1.10–1.17× against 1.03–1.08× in \
-    alternating runs). The write is the analysis, the write set, a lock and a bump in memory: \
-    about 3,000 instructions over the pool's own `execute` (`--profile write` against \
-    `--profile write-direct`), on an UPDATE that takes PostgreSQL 200–550 µs over the runs; its \
-    ratio moves by a percent or two from run to run with the database's own timing.";
+    through `uncached()` pays too (`--profile point-uncached`). The rest is moka's insert, \
+    about 2,800, the backend's lookup before the query, about 800, then the flight that \
+    coalesces identical misses and the copy of the row the cache keeps. Nearly half of the \
+    difference is the allocator: each entry keeps its key, its tokens, its rows and moka's own \
+    nodes, and memory that stays cannot be recycled from the allocator's per-thread cache. \
+    Right after a database call all of it runs with cold CPU caches: 4–15 µs on a read that \
+    takes PostgreSQL 73–285 µs over the runs and machines. Storing in a task of its own after \
+    returning, as the Redis backend does, made the miss slower, not faster (1.10–1.17× against \
+    1.03–1.08× in alternating runs), and putting the store off until the engine's next query \
+    waits for the database did not help either (1.06–1.11× against 1.07×): the store still \
+    runs with cold caches, and every read then also looks for a result on its way. The write is the analysis, \
+    the write set, a lock and a bump in memory: about 3,000 instructions over the pool's own \
+    `execute` (`--profile write` against `--profile write-direct`), on an UPDATE that takes \
+    PostgreSQL 200–550 µs over the runs; its ratio moves by a percent or two from run to run \
+    with the database's own timing.";
 
 /// One of the targets and how the run did.
 #[derive(Debug, Clone, Serialize)]
