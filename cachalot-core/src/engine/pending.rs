@@ -90,6 +90,20 @@ impl Pending {
         !lock(&self.failed).is_empty()
     }
 
+    /// When the first bump waiting for its write's lock to expire is due, if every bump left
+    /// is such a one (none failed on the backend).
+    fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for bump in lock(&self.failed).iter() {
+            match bump.unfinished_until {
+                Some(due) if due > now => next = Some(next.map_or(due, |n| n.min(due))),
+                _ => return None,
+            }
+        }
+        next
+    }
+
     fn take_failed(&self) -> Vec<FailedBump> {
         std::mem::take(&mut *lock(&self.failed))
     }
@@ -180,7 +194,8 @@ impl Inner {
     }
 }
 
-/// Retries with exponential backoff until nothing is left or the cache is dropped.
+/// Retries with exponential backoff (or, for a write waiting for its lock to expire, once it
+/// has) until nothing is left or the cache is dropped.
 async fn retry_loop(inner: Weak<Inner>) {
     let mut delay = RETRY_FIRST;
     loop {
@@ -195,6 +210,42 @@ async fn retry_loop(inner: Weak<Inner>) {
             }
             return;
         }
-        delay = (delay * 2).min(RETRY_MAX);
+        delay = match inner.pending.next_due() {
+            // Nothing failed, a write waits for its lock to expire: wake up when it has.
+            Some(due) => due.saturating_duration_since(Instant::now()) + RETRY_FIRST,
+            None => (delay * 2).min(RETRY_MAX),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bump(unfinished_until: Option<Instant>) -> FailedBump {
+        let db: Arc<str> = Arc::from("app");
+        FailedBump {
+            tables: vec![TableId::new(&db, "t")],
+            lock: None,
+            unfinished_until,
+        }
+    }
+
+    #[test]
+    fn the_retries_wait_for_the_first_lock_only_when_nothing_failed() {
+        let now = Instant::now();
+        let (soon, later) = (now + Duration::from_secs(10), now + Duration::from_secs(20));
+        let pending = Pending::default();
+        assert_eq!(pending.next_due(), None);
+        pending.push_failed(bump(Some(later)));
+        pending.push_failed(bump(Some(soon)));
+        assert_eq!(pending.next_due(), Some(soon));
+        // A bump the backend refused is retried with backoff, whatever else waits.
+        pending.push_failed(bump(None));
+        assert_eq!(pending.next_due(), None);
+        let pending = Pending::default();
+        // So is one whose lock has expired (due, so it failed on the backend).
+        pending.push_failed(bump(Some(now)));
+        assert_eq!(pending.next_due(), None);
     }
 }
