@@ -557,7 +557,10 @@ each_database! {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let direct: i64 = sqlx::query_scalar("SELECT count(*) FROM items").fetch_one(&ctx.raw).await.unwrap();
+        let direct: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+            .fetch_one(&ctx.raw)
+            .await
+            .unwrap();
         assert_eq!(count().await.unwrap(), direct);
         let _ = cache;
     }

@@ -177,6 +177,8 @@ where
             };
             return point_reads::<DB>(&db, via, deadline).await;
         }
+        // The row the `i`-th query of round `calls / 12` updates: each in turn.
+        let row = |calls: u64, i: usize| (calls as i64 * 12 + i as i64) % TESTS + 1;
         let mut calls = 0u64;
         let mut timed = Duration::ZERO;
         let mut per_query: Vec<Samples> = vec![Samples::default(); QUERIES.len()];
@@ -211,14 +213,8 @@ where
                     Loop::Direct | Loop::PointMiss | Loop::PointDirect | Loop::PointUncached => {
                         DB::read(&db, query, Path::Direct).await?.elapsed
                     }
-                    Loop::Write | Loop::WriteDirect => {
-                        let id = (calls as i64 * 12 + i as i64) % TESTS + 1;
-                        let via = match path {
-                            Loop::Write => Path::Cached,
-                            _ => Path::Direct,
-                        };
-                        DB::update(&db, via, id).await?
-                    }
+                    Loop::Write => DB::update(&db, Path::Cached, row(calls, i)).await?,
+                    Loop::WriteDirect => DB::update(&db, Path::Direct, row(calls, i)).await?,
                 };
                 timed += elapsed;
                 per_query[i].push(elapsed);
