@@ -58,6 +58,7 @@ struct Args {
     seconds: Option<f64>,
     profile: Option<profile::Profile>,
     sweep: Option<usize>,
+    writes: Option<f64>,
     out: Option<PathBuf>,
     databases: Vec<String>,
 }
@@ -73,10 +74,11 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
              instead of the benchmark, run only PATH (through the memory backend, or Redis) on
              the first database of --db, for perf record or valgrind; writes nothing. PATH is
              hit, cold-hit, hit-after-direct, miss, direct, write, write-direct, point-miss,
-             point-direct or point-uncached
+             point-direct, point-uncached, mixed or mixed-direct
   --sweep BYTES
              what cold-hit sweeps before each hit (default: 64 MiB; under valgrind, a little
              more than its simulated last-level cache)
+  --writes R the share of writes of the mixed loops, from 0 to 1 (default: 0.5)
   --out DIR  where benchmarks.{md,json,svg} go (default for a full run: the workspace's docs/)
   --db LIST  only these databases (default: all three)
 
@@ -102,6 +104,7 @@ impl Args {
             seconds: None,
             profile: None,
             sweep: None,
+            writes: None,
             out: None,
             databases: vec!["sqlite".into(), "postgres".into(), "mariadb".into()],
         };
@@ -112,6 +115,13 @@ impl Args {
                 "--rounds" => args.rounds = Some(number(&arg, it.next())?),
                 "--seconds" => args.seconds = Some(number(&arg, it.next())?),
                 "--sweep" => args.sweep = Some(number(&arg, it.next())?),
+                "--writes" => {
+                    let share: f64 = number(&arg, it.next())?;
+                    if !(0.0..=1.0).contains(&share) {
+                        return Err(format!("--writes: {share} is not between 0 and 1"));
+                    }
+                    args.writes = Some(share);
+                }
                 "--profile" => {
                     let what = it.next().ok_or("--profile needs a path")?;
                     args.profile = Some(what.parse()?);
@@ -394,6 +404,7 @@ async fn run_all(ctx: &mut Context) -> Result<()> {
                 .seconds
                 .map_or(profile::DURATION, Duration::from_secs_f64),
             sweep: ctx.args.sweep.unwrap_or(profile::SWEEP_BYTES),
+            writes: ctx.args.writes.unwrap_or(0.5),
         };
         return match ctx.args.databases.first().map(String::as_str) {
             Some("sqlite") => profile::run(db::sqlite().await?, &ctx.data, path, options).await,

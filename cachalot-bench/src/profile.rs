@@ -7,10 +7,10 @@ use cachalot::CachedPool;
 use sqlx::Executor;
 
 use crate::Result;
-use crate::backends;
 use crate::dataset::{Dataset, POINT, QUERIES, Query, TABLES, TESTS};
 use crate::db::{BenchDb, Fixture, Path};
 use crate::sample::Samples;
+use crate::{backends, throughput};
 
 /// What `cold-hit` sweeps before each hit by default: more than the machine's caches.
 pub const SWEEP_BYTES: usize = 64 * 1024 * 1024;
@@ -28,6 +28,8 @@ pub struct Options {
     /// there: the count of lines a hit brings in, which is what it costs between database
     /// calls.
     pub sweep: usize,
+    /// The share of writes of the `mixed` loops.
+    pub writes: f64,
 }
 
 /// What `--profile` loops on: a path, through the memory backend or (`redis-` prefix) Redis.
@@ -61,6 +63,10 @@ pub enum Loop {
     PointUncached,
     /// Reads on the pool.
     Direct,
+    /// The mixed workload's tasks, reads and writes (`--writes`) through the adapter.
+    Mixed,
+    /// The same workload on the pool.
+    MixedDirect,
     /// `UPDATE`s through the adapter.
     Write,
     /// The same `UPDATE`s on the pool.
@@ -85,6 +91,8 @@ impl FromStr for Profile {
             "point-direct" => Loop::PointDirect,
             "point-uncached" => Loop::PointUncached,
             "direct" => Loop::Direct,
+            "mixed" => Loop::Mixed,
+            "mixed-direct" => Loop::MixedDirect,
             "write" => Loop::Write,
             "write-direct" => Loop::WriteDirect,
             other => return Err(format!("--profile: unknown path `{other}`")),
@@ -94,6 +102,15 @@ impl FromStr for Profile {
 }
 
 impl Loop {
+    /// For the mixed loops, the path their operations take.
+    fn mixed(self) -> Option<Path> {
+        match self {
+            Loop::Mixed => Some(Path::Cached),
+            Loop::MixedDirect => Some(Path::Direct),
+            _ => None,
+        }
+    }
+
     /// For the point loops, the path their reads take.
     fn point(self) -> Option<Path> {
         match self {
@@ -170,6 +187,16 @@ where
             options.duration
         );
         let deadline = Instant::now() + options.duration;
+        if let Some(via) = path.mixed() {
+            let started = Instant::now();
+            let ops = throughput::workload(&db, via, options.writes, options.duration, 1).await?;
+            println!(
+                "profile: {ops} operations, {:.0} per second; {:?}",
+                ops as f64 / started.elapsed().as_secs_f64(),
+                db.stats()
+            );
+            return Ok(());
+        }
         if let Some(via) = path.point() {
             let db = match path {
                 Loop::PointUncached => db.uncached(),
@@ -209,10 +236,13 @@ where
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
-                    // The point loops run in `point_reads`.
-                    Loop::Direct | Loop::PointMiss | Loop::PointDirect | Loop::PointUncached => {
-                        DB::read(&db, query, Path::Direct).await?.elapsed
-                    }
+                    // The point and mixed loops run above.
+                    Loop::Direct
+                    | Loop::PointMiss
+                    | Loop::PointDirect
+                    | Loop::PointUncached
+                    | Loop::Mixed
+                    | Loop::MixedDirect => DB::read(&db, query, Path::Direct).await?.elapsed,
                     Loop::Write => DB::update(&db, Path::Cached, row(calls, i)).await?,
                     Loop::WriteDirect => DB::update(&db, Path::Direct, row(calls, i)).await?,
                 };

@@ -64,7 +64,7 @@ enum Mode {
 
 /// Runs [`TASKS`] tasks for `duration`, reads and writes all by `path`, and returns how many
 /// operations they completed.
-async fn workload<DB>(
+pub async fn workload<DB>(
     db: &CachedPool<DB>,
     path: Path,
     write_ratio: f64,
