@@ -132,6 +132,9 @@ impl CachalotBuilder {
     /// A write whose caller gives up on it (a cancelled future, a stream dropped early) keeps
     /// its lock this long too, since the server may still commit it: until then its tables
     /// are read from the database, uncached.
+    ///
+    /// With a remote backend (Redis), a lock lasts an eighth longer: writes of this process
+    /// that start within that eighth share it, and each is still covered for `lock_ttl`.
     pub fn lock_ttl(mut self, lock_ttl: Duration) -> Self {
         self.settings.lock_ttl = lock_ttl;
         self

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, SystemTime};
 
 use cachalot_core::Cachalot;
-use cachalot_core::backend::{CacheBackend, Entry, EntryValue, MemoryBackend, TableId};
+use cachalot_core::backend::{CacheBackend, Entry, EntryValue, MemoryBackend, TableId, TokenState};
 use cachalot_core::engine::{Decision, ReadSet, WriteSet};
 use cachalot_core::key::{KeyBuilder, QueryKey};
 use cachalot_core::settings::CachalotBuilder;
@@ -40,9 +40,15 @@ impl Fixture {
 
     /// A fixture whose backend stores "remotely": misses answer before their store lands.
     fn remote() -> Self {
+        Self::remote_with(Cachalot::builder())
+    }
+
+    /// [`remote`](Self::remote) with settings: overlapping writes share their locks, as with
+    /// Redis.
+    fn remote_with(builder: CachalotBuilder) -> Self {
         let backend = MemoryBackend::default();
         Fixture {
-            cachalot: Cachalot::builder()
+            cachalot: builder
                 .backend(Double {
                     inner: backend.clone(),
                     remote: true,
@@ -487,6 +493,74 @@ async fn a_guard_dropped_outside_a_runtime_is_bumped_only_once_its_lock_expires(
     assert_eq!(rx.try_recv().unwrap().table.as_deref(), Some("t"));
     assert_eq!(f.read(&reads, &key, 4_u64).await, 4);
     assert_eq!(f.read(&reads, &key, 5_u64).await, 4);
+}
+
+#[tokio::test]
+async fn a_write_dropped_in_a_shared_lock_keeps_it_until_its_own_lock_would_expire() {
+    let ttl = Duration::from_secs(1);
+    let f = Fixture::remote_with(Cachalot::builder().lock_ttl(ttl));
+    let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
+    let table = [TableId::new(&f.db, "t")];
+    f.read(&reads, &key, 1_u64).await;
+    let writes = WriteSet::tables(["t"]);
+    let first = f.cachalot.begin_write(&f.db, &writes).await;
+    // Joins the first one's lock.
+    let second = f.cachalot.begin_write(&f.db, &writes).await;
+    drop(second);
+    // The first one is the last to finish, but the dropped one may still commit: the table
+    // stays locked for every process, not bumped.
+    first.finish().await;
+    assert_eq!(
+        f.backend.tokens(&table).await.unwrap(),
+        [TokenState::Locked]
+    );
+    assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
+    assert_eq!(f.cachalot.stats().invalidations, 1);
+    tokio::time::sleep(ttl * 2 + ttl / 2).await;
+    assert_eq!(
+        f.cachalot.stats().invalidations,
+        2,
+        "bumped once it expired"
+    );
+    assert!(matches!(
+        f.backend.tokens(&table).await.unwrap()[0],
+        TokenState::Present(_)
+    ));
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
+    f.cachalot.settle().await;
+    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
+}
+
+#[tokio::test]
+async fn a_write_dropped_outside_a_runtime_in_a_shared_lock_delays_its_bump() {
+    let ttl = Duration::from_secs(1);
+    let f = Fixture::remote_with(Cachalot::builder().lock_ttl(ttl));
+    let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
+    let table = [TableId::new(&f.db, "t")];
+    f.read(&reads, &key, 1_u64).await;
+    let writes = WriteSet::tables(["t"]);
+    let first = f.cachalot.begin_write(&f.db, &writes).await;
+    let second = f.cachalot.begin_write(&f.db, &writes).await;
+    std::thread::spawn(move || drop(second)).join().unwrap();
+    // The last one to finish leaves the bump to the retries, once the dropped one's lock
+    // would have expired.
+    first.finish().await;
+    assert!(f.cachalot.has_pending_invalidations());
+    assert!(!f.cachalot.retry_pending_invalidations().await);
+    assert_eq!(
+        f.backend.tokens(&table).await.unwrap(),
+        [TokenState::Locked]
+    );
+    assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
+    tokio::time::sleep(ttl + ttl / 2).await;
+    assert!(!f.cachalot.has_pending_invalidations());
+    assert!(matches!(
+        f.backend.tokens(&table).await.unwrap()[0],
+        TokenState::Present(_)
+    ));
+    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
+    f.cachalot.settle().await;
+    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
 }
 
 #[tokio::test]

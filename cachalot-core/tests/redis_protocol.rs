@@ -73,6 +73,9 @@ async fn served<B: CacheBackend>(backend: &B, reads: &ReadSet, key: &QueryKey) -
 
 struct World<B> {
     cachalot: Cachalot,
+    /// Another engine on the same backend: another process, which knows nothing of this
+    /// one's writes but what the backend holds.
+    elsewhere: Cachalot,
     backend: B,
     db: Arc<str>,
     reads: ReadSet,
@@ -97,6 +100,10 @@ impl<B: TestBackend> World<B> {
                 .result_type("u64")
                 .finish(),
             cachalot,
+            elsewhere: Cachalot::builder()
+                .backend(backend.clone())
+                .build()
+                .unwrap(),
             backend,
             db,
             data: Arc::new(AtomicU64::new(0)),
@@ -146,11 +153,16 @@ impl<B: TestBackend> World<B> {
     }
 
     async fn start_reader(&self) -> GatedReader {
+        self.start_reader_on(&self.cachalot).await
+    }
+
+    /// A reader on `cachalot`, stopped before its query runs.
+    async fn start_reader_on(&self, cachalot: &Cachalot) -> GatedReader {
         let (at_query, at_query_rx) = oneshot::channel::<()>();
         let (go_query, go_query_rx) = oneshot::channel::<()>();
         let (at_store, at_store_rx) = oneshot::channel::<()>();
         let (go_store, go_store_rx) = oneshot::channel::<()>();
-        let cachalot = self.cachalot.clone();
+        let cachalot = cachalot.clone();
         let reads = self.reads.clone();
         let key = self.key.clone();
         let data = self.data.clone();
@@ -223,7 +235,21 @@ fn interleavings(lengths: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-async fn run_schedule<B: TestBackend>(backend: B, schedule: &[usize], writers: usize) {
+/// Where the reader of a schedule runs.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// On the writers' engine.
+    Here,
+    /// On another engine sharing the backend (another process).
+    Elsewhere,
+}
+
+async fn run_schedule<B: TestBackend>(
+    backend: B,
+    schedule: &[usize],
+    writers: usize,
+    reader_on: Reader,
+) {
     let w = World::new(backend);
     w.check("nothing").await;
     let mut reader: Option<GatedReader> = None;
@@ -234,7 +260,13 @@ async fn run_schedule<B: TestBackend>(backend: B, schedule: &[usize], writers: u
         let step = format!("step {n} of {schedule:?}");
         if who == 0 {
             match reader_step {
-                0 => reader = Some(w.start_reader().await),
+                0 => {
+                    let on = match reader_on {
+                        Reader::Here => &w.cachalot,
+                        Reader::Elsewhere => &w.elsewhere,
+                    };
+                    reader = Some(w.start_reader_on(on).await);
+                }
                 1 => reader.as_mut().unwrap().query().await,
                 _ => {
                     reader.as_mut().unwrap().store().await;
@@ -259,19 +291,19 @@ async fn run_schedule<B: TestBackend>(backend: B, schedule: &[usize], writers: u
     assert!(!ran, "the final read should be a hit in {schedule:?}");
 }
 
-async fn all_schedules<B: TestBackend>(backend: B, writers: usize) {
+async fn all_schedules<B: TestBackend>(backend: B, writers: usize, reader: Reader) {
     let lengths = vec![3; writers + 1];
     for schedule in interleavings(&lengths) {
-        run_schedule(backend.clone(), &schedule, writers).await;
+        run_schedule(backend.clone(), &schedule, writers, reader).await;
     }
 }
 
 #[tokio::test]
 async fn every_interleaving_of_a_reader_and_a_writer_is_safe() {
     assert_eq!(interleavings(&[3, 3]).len(), 20);
-    all_schedules(MemoryBackend::default(), 1).await;
+    all_schedules(MemoryBackend::default(), 1, Reader::Here).await;
     if let Some(redis) = shared_backend("protocol").await {
-        all_schedules(redis.clone(), 1).await;
+        all_schedules(redis.clone(), 1, Reader::Here).await;
         purge(&redis_url(), redis.key_prefix()).await;
     }
 }
@@ -280,9 +312,21 @@ async fn every_interleaving_of_a_reader_and_a_writer_is_safe() {
 async fn every_interleaving_of_a_reader_and_two_writers_is_safe() {
     assert_eq!(interleavings(&[3, 3, 3]).len(), 1680);
     if let Some(redis) = shared_backend("protocol").await {
-        all_schedules(redis.clone(), 2).await;
+        all_schedules(redis.clone(), 2, Reader::Here).await;
         purge(&redis_url(), redis.key_prefix()).await;
     }
+}
+
+/// Two overlapping writes of one process share one lock in Redis (the second joins the
+/// first's lease, and only the last to finish bumps): a reader in another process, which
+/// sees nothing of that but Redis, must still never be served or store what they change.
+#[tokio::test]
+async fn every_interleaving_of_two_writers_and_a_reader_in_another_process_is_safe() {
+    if let Some(redis) = shared_backend("protocol").await {
+        all_schedules(redis.clone(), 2, Reader::Elsewhere).await;
+        purge(&redis_url(), redis.key_prefix()).await;
+    }
+    all_schedules(MemoryBackend::default(), 2, Reader::Elsewhere).await;
 }
 
 async fn write_while_query_runs<B: TestBackend>(backend: B) {

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use cachalot_core::Cachalot;
-use cachalot_core::backend::RedisBackend;
+use cachalot_core::backend::{CacheBackend, RedisBackend, TableId, TokenState};
 use cachalot_core::engine::{Codec, ReadOptions, ReadSet, WriteSet};
 
 use redis_support::{PrivateRedis, commandstats, delta};
@@ -131,4 +131,58 @@ async fn a_hit_is_one_round_trip_and_a_write_two() {
     read().await.unwrap();
     assert_eq!(cachalot.stats().hits, 11);
     assert_eq!(cachalot.stats().backend_errors, 0);
+}
+
+#[tokio::test]
+async fn overlapping_writes_of_one_process_share_one_lock_and_one_bump() {
+    let Some(server) = PrivateRedis::start(&[]).await else {
+        return;
+    };
+    let url = server.url();
+    let backend = RedisBackend::connect(&url).await.unwrap();
+    let cachalot = Cachalot::builder()
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    let db: Arc<str> = Arc::from("app");
+    let orders = [TableId::new(&db, "orders")];
+    let locked = || async { backend.tokens(&orders).await.unwrap() };
+
+    // The second write joins the first one's lock: one round trip for both.
+    let before = commandstats(&url).await;
+    let first = cachalot
+        .begin_write(&db, &WriteSet::tables(["orders"]))
+        .await;
+    let second = cachalot
+        .begin_write(&db, &WriteSet::tables(["orders"]))
+        .await;
+    // The first to finish leaves the table locked for the second: no round trip.
+    first.finish().await;
+    let trips = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(trips, map(&[("evalsha", 1)]), "two locks");
+    assert_eq!(locked().await, [TokenState::Locked]);
+
+    // A write of `orders` and `users` joins for `orders` and locks `users` alone.
+    let before = commandstats(&url).await;
+    let third = cachalot
+        .begin_write(&db, &WriteSet::tables(["orders", "users"]))
+        .await;
+    assert_eq!(third.tables().len(), 2);
+    second.finish().await;
+    let trips = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(trips, map(&[("evalsha", 1)]), "a lock of `users`");
+    assert_eq!(locked().await, [TokenState::Locked]);
+
+    // The last one bumps both leases: two round trips, then both tables have a token.
+    let before = commandstats(&url).await;
+    third.finish().await;
+    let trips = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(trips, map(&[("evalsha", 2)]), "the bumps");
+    let tables = [TableId::new(&db, "orders"), TableId::new(&db, "users")];
+    let states = backend.tokens(&tables).await.unwrap();
+    assert!(
+        states.iter().all(|s| matches!(s, TokenState::Present(_))),
+        "{states:?}"
+    );
+    assert_eq!(cachalot.stats().invalidations, 4);
 }

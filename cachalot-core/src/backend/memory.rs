@@ -291,9 +291,7 @@ impl LocalBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<(), BackendError> {
         let now = Instant::now();
-        let deadline = now
-            .checked_add(ttl)
-            .unwrap_or(now + Duration::from_secs(3600));
+        let deadline = super::lock_deadline(now, ttl);
         for table in tables {
             let mut shard = self.write_shard(table);
             let state = shard.entry(table.hash64()).or_default();

@@ -31,7 +31,7 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::BackendError;
 use crate::key::QueryKey;
@@ -158,6 +158,13 @@ impl TokenState {
             _ => None,
         }
     }
+}
+
+/// Until when a lock taken at `now` for `ttl` lasts; an hour if `ttl` is beyond what an
+/// [`Instant`] can hold.
+pub(crate) fn lock_deadline(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or(now + Duration::from_secs(3600))
 }
 
 /// A lock holder: one write in flight.

@@ -17,6 +17,7 @@
 
 mod calls;
 mod flight;
+mod leases;
 mod options;
 mod pending;
 mod read;
@@ -91,6 +92,8 @@ pub(crate) struct Inner {
     flights: flight::Flights,
     read_sets: readsets::ReadSets,
     pending: pending::Pending,
+    /// Writes in flight with a remote backend, sharing their locks.
+    leases: leases::Leases,
     storing: storing::Storing,
     temporaries: Temporaries,
     /// Set by a backend error, cleared by the next success: one warning per outage.
@@ -140,6 +143,7 @@ impl Cachalot {
                 flights: flight::Flights::default(),
                 read_sets: readsets::ReadSets::default(),
                 pending: pending::Pending::default(),
+                leases: leases::Leases::default(),
                 storing: storing::Storing::default(),
                 temporaries: Temporaries::default(),
                 degraded: AtomicBool::new(false),
@@ -278,6 +282,10 @@ impl Inner {
         }
         if self.temporaries.contains_any(tables) {
             return Some(BypassReason::TemporaryTable);
+        }
+        // A table this process is writing is locked: no need to ask the backend.
+        if self.leases.covers_any(tables) {
+            return Some(BypassReason::Locked);
         }
         if self.pending.any() {
             self.ensure_retry_task();

@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
+use super::leases::{self, Memberships};
 use super::read::ReadSet;
 use super::{Cachalot, Inner};
-use crate::backend::{LockId, TableId, TokenState};
+use crate::backend::{LockId, TableId, TokenState, lock_deadline};
 use crate::signal::Invalidation;
 use crate::sql::Analysis;
 use crate::version::Token;
@@ -129,8 +130,18 @@ struct BumpJob {
     held: bool,
 }
 
+/// With a remote backend, a write's tables and the [leases](super::leases) covering them.
+#[derive(Debug)]
+struct Leased {
+    tables: Vec<TableId>,
+    memberships: Memberships,
+}
+
 /// A write in flight: its tables are locked. [`finish`](Self::finish) it once the write is
 /// done (committed, failed, whatever the outcome).
+///
+/// With a remote backend, writes of this process that overlap on a table share one lock: the
+/// last of them to finish bumps the table, for all of them.
 ///
 /// Dropped unfinished (a cancelled future, an early-dropped stream), the write's outcome is
 /// unknown: the server may still be running the statement and commit it later. Its tables
@@ -143,7 +154,10 @@ struct BumpJob {
 #[must_use = "finish() the guard once the write is done"]
 pub struct WriteGuard {
     inner: Arc<Inner>,
+    /// The tables locked by this write alone: all of them with an in-process backend; with a
+    /// remote one, those whose lock failed (or is still being sent).
     job: BumpJob,
+    leased: Option<Leased>,
     done: bool,
 }
 
@@ -151,7 +165,10 @@ impl WriteGuard {
     /// Bumps every written table and sends the invalidation signal.
     pub async fn finish(mut self) {
         if !self.done {
-            self.inner.complete(&self.job).await;
+            match &self.leased {
+                Some(leased) => self.inner.finish_leased(leased, &self.job).await,
+                None => self.inner.complete(&self.job).await,
+            }
             // Not before: a finish cancelled during the bump leaves it to `Drop`.
             self.done = true;
         }
@@ -159,7 +176,10 @@ impl WriteGuard {
 
     /// The tables locked (the database epoch included if the whole database is written).
     pub fn tables(&self) -> &[TableId] {
-        &self.job.ids
+        match &self.leased {
+            Some(leased) => &leased.tables,
+            None => &self.job.ids,
+        }
     }
 }
 
@@ -170,24 +190,34 @@ impl Drop for WriteGuard {
         }
         self.done = true;
         let job = std::mem::take(&mut self.job);
+        let leased = self.leased.take();
         let inner = self.inner.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let wait = inner.settings.lock_ttl;
                 handle.spawn(async move {
                     // As after a crash: the lock (or this process's hold) covers the statement
-                    // until it expires.
+                    // until it expires. A member of a lease keeps it from being bumped by the
+                    // others meanwhile.
                     tokio::time::sleep(wait).await;
-                    inner.complete(&job).await;
+                    match &leased {
+                        Some(leased) => inner.finish_leased(leased, &job).await,
+                        None => inner.complete(&job).await,
+                    }
                 });
             }
             Err(_) => {
                 // No runtime to wait on: the retries bump it, not before the lock expires.
-                let now = Instant::now();
-                let until = now
-                    .checked_add(inner.settings.lock_ttl)
-                    .unwrap_or(now + Duration::from_secs(3600));
-                inner.record_failed(&job.ids, job.lock, job.held, Some(until));
+                let until = lock_deadline(Instant::now(), inner.settings.lock_ttl);
+                if !job.ids.is_empty() {
+                    inner.record_failed(&job.ids, job.lock, job.held, Some(until));
+                }
+                if let Some(leased) = leased {
+                    for ended in inner.leases.leave(&leased.memberships, Some(until)) {
+                        inner.record_failed(&ended.tables, Some(ended.lock), false, Some(until));
+                    }
+                    inner.leases.done(&leased.tables);
+                }
             }
         }
     }
@@ -196,7 +226,7 @@ impl Drop for WriteGuard {
 impl fmt::Debug for WriteGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteGuard")
-            .field("tables", &self.job.ids)
+            .field("tables", &self.tables())
             .field("done", &self.done)
             .finish()
     }
@@ -216,12 +246,16 @@ impl Cachalot {
             return WriteGuard {
                 inner: inner.clone(),
                 job: BumpJob::default(),
+                leased: None,
                 done: true,
             };
         }
         if inner.pending.has_failed() {
             // Opportunistic retry: the backend is about to be asked anyway.
             inner.retry_failed().await;
+        }
+        if inner.backend.local().is_none() {
+            return self.begin_leased(ids).await;
         }
         let lock = LockId::fresh();
         let held = match inner.lock(&ids, lock, inner.settings.lock_ttl).await {
@@ -242,8 +276,57 @@ impl Cachalot {
                 lock: Some(lock),
                 held,
             },
+            leased: None,
             done: false,
         }
+    }
+
+    /// [`begin_write`](Self::begin_write) with a remote backend: joins the young leases of
+    /// the tables this process is already writing, and locks the others in a lease of their
+    /// own.
+    async fn begin_leased(&self, ids: Vec<TableId>) -> WriteGuard {
+        let inner = &self.inner;
+        let sent = Instant::now();
+        let (memberships, rest) = inner.leases.join(&ids, sent, inner.settings.lock_ttl);
+        let lock = LockId::fresh();
+        // Made before the lock is sent: if this future is dropped meanwhile, the guard's drop
+        // leaves the leases joined and bumps what may have been locked.
+        let mut guard = WriteGuard {
+            inner: inner.clone(),
+            job: BumpJob {
+                ids: rest,
+                lock: Some(lock),
+                held: false,
+            },
+            leased: Some(Leased {
+                tables: ids,
+                memberships,
+            }),
+            done: false,
+        };
+        if guard.job.ids.is_empty() {
+            guard.job.lock = None;
+            return guard;
+        }
+        let window = leases::window(inner.settings.lock_ttl);
+        let ttl = inner.settings.lock_ttl.saturating_add(window);
+        match inner.lock(&guard.job.ids, lock, ttl).await {
+            Ok(()) => {
+                inner.backend_ok();
+                let tables = std::mem::take(&mut guard.job.ids);
+                guard.job.lock = None;
+                inner.leases.open(lock, tables, sent + window);
+                if let Some(leased) = &mut guard.leased {
+                    leased.memberships.push(lock);
+                }
+            }
+            Err(err) => {
+                inner.backend_failed("lock", &err);
+                inner.pending.hold(&guard.job.ids);
+                guard.job.held = true;
+            }
+        }
+        guard
     }
 
     /// Invalidates `tables` (bare names) of `database` now, for changes made outside this
@@ -308,27 +391,63 @@ impl Cachalot {
 }
 
 impl Inner {
-    /// Bumps a write's tables, sends the signal and counts; a failed bump is held and retried.
-    async fn complete(self: &Arc<Self>, job: &BumpJob) {
-        match self.bump(&job.ids, job.lock).await {
+    /// Bumps `ids` (under `lock`); a failed bump is held and retried. The tokens set, if the
+    /// backend took it.
+    async fn bump_or_hold(
+        self: &Arc<Self>,
+        ids: &[TableId],
+        lock: Option<LockId>,
+        held: bool,
+    ) -> Option<Vec<Token>> {
+        match self.bump(ids, lock).await {
             Ok(tokens) => {
                 self.backend_ok();
-                if job.held {
-                    self.pending.release(&job.ids);
+                if held {
+                    self.pending.release(ids);
                 }
-                self.bumped(&job.ids, &tokens);
+                Some(tokens)
             }
             Err(err) => {
                 self.backend_failed("bump", &err);
-                self.record_failed(&job.ids, job.lock, job.held, None);
-                // The write is over: its signal need not wait for the retry.
-                self.signal(&job.ids, |_| SystemTime::now());
-                self.stats.invalidations(job.ids.len());
+                self.record_failed(ids, lock, held, None);
+                None
             }
         }
     }
 
-    /// Signals and counts the bump of `ids` to `tokens`.
+    /// Bumps a write's tables, sends the signal and counts; a failed bump is held and retried.
+    async fn complete(self: &Arc<Self>, job: &BumpJob) {
+        match self.bump_or_hold(&job.ids, job.lock, job.held).await {
+            Some(tokens) => self.bumped(&job.ids, &tokens),
+            // The write is over: its signal need not wait for the retry.
+            None => self.bumped(&job.ids, &[]),
+        }
+    }
+
+    /// Finishes a write that shares leases: leaves them, bumps those it was the last member
+    /// of (and its tables locked alone), then signals and counts its own tables.
+    async fn finish_leased(self: &Arc<Self>, leased: &Leased, job: &BumpJob) {
+        for ended in self.leases.leave(&leased.memberships, None) {
+            match ended.not_before {
+                // A member was dropped unfinished outside a runtime: not before its lock expires.
+                Some(until) if until > Instant::now() => {
+                    self.record_failed(&ended.tables, Some(ended.lock), false, Some(until));
+                }
+                _ => {
+                    self.bump_or_hold(&ended.tables, Some(ended.lock), false)
+                        .await;
+                }
+            }
+        }
+        if !job.ids.is_empty() {
+            self.bump_or_hold(&job.ids, job.lock, job.held).await;
+        }
+        self.leases.done(&leased.tables);
+        self.bumped(&leased.tables, &[]);
+    }
+
+    /// Signals and counts the bump of `ids` to `tokens` (the time of a table without one in
+    /// `tokens` is now).
     pub(super) fn bumped(&self, ids: &[TableId], tokens: &[Token]) {
         self.signal(ids, |i| {
             tokens.get(i).map_or_else(SystemTime::now, |t| t.time())

@@ -3,7 +3,8 @@
 //!
 //! Every operation of [`CacheBackend`] is one Lua script, so one round trip: a read fetches
 //! the states of its tables and its entry at once; a write costs two round trips (lock,
-//! bump) whatever the number of tables written and whatever the number of entries cached.
+//! bump) whatever the number of tables written and whatever the number of entries cached
+//! (and the engine lets overlapping writes of one process share them).
 //! Time (lock deadlines) is Redis's own `TIME`, never a client's clock. The keys of one
 //! database share a hash tag, hence one cluster slot. See `docs/guarantees.md` for what is
 //! and what is not guaranteed.
