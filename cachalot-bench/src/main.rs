@@ -74,7 +74,7 @@ const USAGE: &str = "usage: cachalot-bench [--quick] [--out DIR] [--db sqlite,po
              instead of the benchmark, run only PATH (through the memory backend, or Redis) on
              the first database of --db, for perf record or valgrind; writes nothing. PATH is
              hit, cold-hit, hit-after-direct, miss, direct, write, write-direct, point-miss,
-             point-direct, point-uncached, mixed or mixed-direct
+             point-direct, point-uncached, overhead, mixed or mixed-direct
   --sweep BYTES
              what cold-hit sweeps before each hit (default: 64 MiB; under valgrind, a little
              more than its simulated last-level cache)

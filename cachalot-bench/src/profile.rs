@@ -10,7 +10,7 @@ use crate::Result;
 use crate::dataset::{Dataset, POINT, QUERIES, Query, TABLES, TESTS};
 use crate::db::{BenchDb, Fixture, Path};
 use crate::sample::Samples;
-use crate::{backends, throughput};
+use crate::{backends, overhead, throughput};
 
 /// What `cold-hit` sweeps before each hit by default: more than the machine's caches.
 pub const SWEEP_BYTES: usize = 64 * 1024 * 1024;
@@ -63,6 +63,9 @@ pub enum Loop {
     PointUncached,
     /// Reads on the pool.
     Direct,
+    /// The overhead benchmark's pairs alone (PostgreSQL in the full run), 10,000 of each or
+    /// as many as fit in the duration: what it prints, with the means.
+    Overhead,
     /// The mixed workload's tasks, reads and writes (`--writes`) through the adapter.
     Mixed,
     /// The same workload on the pool.
@@ -91,6 +94,7 @@ impl FromStr for Profile {
             "point-direct" => Loop::PointDirect,
             "point-uncached" => Loop::PointUncached,
             "direct" => Loop::Direct,
+            "overhead" => Loop::Overhead,
             "mixed" => Loop::Mixed,
             "mixed-direct" => Loop::MixedDirect,
             "write" => Loop::Write,
@@ -187,6 +191,28 @@ where
             options.duration
         );
         let deadline = Instant::now() + options.duration;
+        if path == Loop::Overhead {
+            // A fresh cache: none of the overhead's keys is stored yet.
+            let fresh = if profile.redis {
+                backend
+            } else {
+                backends::memory(256 * 1024 * 1024)?
+            };
+            let pairs = overhead::pairs_in(options.duration);
+            for c in overhead::run(&fixture.pool, &fresh, pairs).await? {
+                println!(
+                    "profile: {}: direct {:.1} µs, adapter {:.1} µs: {:.3}× (means {:.1} and {:.1} µs: {:.3}×)",
+                    c.what,
+                    c.direct.median_us,
+                    c.cached.median_us,
+                    c.ratio,
+                    c.direct.mean_us,
+                    c.cached.mean_us,
+                    c.mean_ratio
+                );
+            }
+            return Ok(());
+        }
         if let Some(via) = path.mixed() {
             let started = Instant::now();
             let ops = throughput::workload(&db, via, options.writes, options.duration, 1).await?;
@@ -236,8 +262,9 @@ where
                         db.invalidate(&TABLES).await;
                         DB::read(&db, query, Path::Cached).await?.elapsed
                     }
-                    // The point and mixed loops run above.
+                    // The point, overhead and mixed loops run above.
                     Loop::Direct
+                    | Loop::Overhead
                     | Loop::PointMiss
                     | Loop::PointDirect
                     | Loop::PointUncached
