@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::leases::{self, Memberships};
+use smallvec::SmallVec;
+
+use super::leases::{self, Memberships, Released};
 use super::read::ReadSet;
 use super::{Cachalot, Inner};
 use crate::backend::{LockId, TableId, TokenState, lock_deadline};
@@ -135,13 +137,18 @@ struct BumpJob {
 struct Leased {
     tables: Vec<TableId>,
     memberships: Memberships,
+    /// Set once the write has left its leases (once only: leaving twice would let the others'
+    /// tables go early). What is left then is to bump `released`.
+    left: bool,
+    /// The tables it was the last member writing, not bumped yet.
+    released: SmallVec<[Released; 1]>,
 }
 
 /// A write in flight: its tables are locked. [`finish`](Self::finish) it once the write is
 /// done (committed, failed, whatever the outcome).
 ///
 /// With a remote backend, writes of this process that overlap on a table share one lock: the
-/// last of them to finish bumps the table, for all of them.
+/// last of them writing the table to finish bumps it, for all of them.
 ///
 /// Dropped unfinished (a cancelled future, an early-dropped stream), the write's outcome is
 /// unknown: the server may still be running the statement and commit it later. Its tables
@@ -165,9 +172,10 @@ impl WriteGuard {
     /// Bumps every written table and sends the invalidation signal.
     pub async fn finish(mut self) {
         if !self.done {
-            match &self.leased {
-                Some(leased) => self.inner.finish_leased(leased, &self.job).await,
-                None => self.inner.complete(&self.job).await,
+            let inner = self.inner.clone();
+            match &mut self.leased {
+                Some(leased) => inner.finish_leased(leased, &mut self.job).await,
+                None => inner.complete(&self.job).await,
             }
             // Not before: a finish cancelled during the bump leaves it to `Drop`.
             self.done = true;
@@ -189,8 +197,8 @@ impl Drop for WriteGuard {
             return;
         }
         self.done = true;
-        let job = std::mem::take(&mut self.job);
-        let leased = self.leased.take();
+        let mut job = std::mem::take(&mut self.job);
+        let mut leased = self.leased.take();
         let inner = self.inner.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -200,8 +208,8 @@ impl Drop for WriteGuard {
                     // until it expires. A member of a lease keeps it from being bumped by the
                     // others meanwhile.
                     tokio::time::sleep(wait).await;
-                    match &leased {
-                        Some(leased) => inner.finish_leased(leased, &job).await,
+                    match &mut leased {
+                        Some(leased) => inner.finish_leased(leased, &mut job).await,
                         None => inner.complete(&job).await,
                     }
                 });
@@ -212,11 +220,22 @@ impl Drop for WriteGuard {
                 if !job.ids.is_empty() {
                     inner.record_failed(&job.ids, job.lock, job.held, Some(until));
                 }
-                if let Some(leased) = leased {
-                    for ended in inner.leases.leave(&leased.memberships, Some(until)) {
-                        inner.record_failed(&ended.tables, Some(ended.lock), false, Some(until));
+                if let Some(mut leased) = leased {
+                    if !leased.left {
+                        leased.released =
+                            inner
+                                .leases
+                                .leave(&leased.memberships, &leased.tables, Some(until));
+                        inner.leases.done(&leased.tables);
                     }
-                    inner.leases.done(&leased.tables);
+                    for released in leased.released {
+                        inner.record_failed(
+                            &released.tables,
+                            Some(released.lock),
+                            false,
+                            Some(until),
+                        );
+                    }
                 }
             }
         }
@@ -301,6 +320,8 @@ impl Cachalot {
             leased: Some(Leased {
                 tables: ids,
                 memberships,
+                left: false,
+                released: SmallVec::new(),
             }),
             done: false,
         };
@@ -315,7 +336,9 @@ impl Cachalot {
                 inner.backend_ok();
                 let tables = std::mem::take(&mut guard.job.ids);
                 guard.job.lock = None;
-                inner.leases.open(lock, tables, sent + window);
+                inner
+                    .leases
+                    .open(lock, tables, sent, inner.settings.lock_ttl, sent + window);
                 if let Some(leased) = &mut guard.leased {
                     leased.memberships.push(lock);
                 }
@@ -424,25 +447,34 @@ impl Inner {
         }
     }
 
-    /// Finishes a write that shares leases: leaves them, bumps those it was the last member
-    /// of (and its tables locked alone), then signals and counts its own tables.
-    async fn finish_leased(self: &Arc<Self>, leased: &Leased, job: &BumpJob) {
-        for ended in self.leases.leave(&leased.memberships, None) {
-            match ended.not_before {
+    /// Finishes a write that shares leases: leaves them, bumps the tables it was the last
+    /// member writing (and its tables locked alone), then signals and counts its own tables.
+    /// Cancelled half way, it can be run again: what was done is not done twice.
+    async fn finish_leased(self: &Arc<Self>, leased: &mut Leased, job: &mut BumpJob) {
+        if !leased.left {
+            leased.released = self.leases.leave(&leased.memberships, &leased.tables, None);
+            leased.left = true;
+            // From here the backend knows best: its tables are locked until bumped, and a read
+            // once they are may store under the new token.
+            self.leases.done(&leased.tables);
+        }
+        while let Some(released) = leased.released.last() {
+            match released.not_before {
                 // A member was dropped unfinished outside a runtime: not before its lock expires.
                 Some(until) if until > Instant::now() => {
-                    self.record_failed(&ended.tables, Some(ended.lock), false, Some(until));
+                    self.record_failed(&released.tables, Some(released.lock), false, Some(until));
                 }
                 _ => {
-                    self.bump_or_hold(&ended.tables, Some(ended.lock), false)
+                    self.bump_or_hold(&released.tables, Some(released.lock), false)
                         .await;
                 }
             }
+            leased.released.pop();
         }
         if !job.ids.is_empty() {
             self.bump_or_hold(&job.ids, job.lock, job.held).await;
+            job.ids.clear();
         }
-        self.leases.done(&leased.tables);
         self.bumped(&leased.tables, &[]);
     }
 
