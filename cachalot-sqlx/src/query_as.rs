@@ -9,6 +9,7 @@ use cachalot_core::engine::{Decision, ReadOptions, WriteSet};
 use cachalot_core::key::{KeyBuilder, KeyParam};
 use cachalot_core::sql::IsolationLevel;
 use cachalot_core::stats::BypassReason;
+use futures_core::future::BoxFuture;
 use smallvec::SmallVec;
 use sqlx::error::BoxDynError;
 use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments, SqlStr, Type};
@@ -198,9 +199,10 @@ where
             Target::Pool(_) => {
                 let fetch = || run::<DB, O, _>(&pool.pool, sql, bindings, rows);
                 if !analysis.is_read_only() {
-                    // INSERT ... RETURNING read through query_as: a write all the same.
+                    // INSERT ... RETURNING read through query_as: a write all the same. Boxed,
+                    // as the transaction's arm: a read's future need not hold a write's.
                     let writes = WriteSet::from_analysis(&analysis);
-                    return pool.invalidation(writes).around(fetch()).await;
+                    return Box::pin(pool.invalidation(writes).around(fetch())).await;
                 }
                 match cache.decide(&pool.database, &analysis) {
                     Decision::Cache(_) if pool.bypass_reads => {
@@ -219,64 +221,73 @@ where
             Target::Transaction {
                 connection, state, ..
             } => {
-                let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
-                if !analysis.is_read_only() {
-                    let mut writes = WriteSet::from_analysis(&analysis);
-                    pool.shared.dependents.last().widen(&mut writes);
-                    lock(state).dirty.merge(&writes);
-                    return fetch().await;
-                }
-                let reads = match cache.decide(&pool.database, &analysis) {
-                    Decision::Cache(reads) if !pool.bypass_reads => reads,
-                    Decision::Cache(_) => {
-                        cache.record_bypass(BypassReason::Disabled);
+                Box::pin(async move {
+                    let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
+                    if !analysis.is_read_only() {
+                        let mut writes = WriteSet::from_analysis(&analysis);
+                        pool.shared.dependents.last().widen(&mut writes);
+                        lock(state).dirty.merge(&writes);
                         return fetch().await;
                     }
-                    Decision::Bypass(reason) => {
-                        cache.record_bypass(reason);
+                    let reads = match cache.decide(&pool.database, &analysis) {
+                        Decision::Cache(reads) if !pool.bypass_reads => reads,
+                        Decision::Cache(_) => {
+                            cache.record_bypass(BypassReason::Disabled);
+                            return fetch().await;
+                        }
+                        Decision::Bypass(reason) => {
+                            cache.record_bypass(reason);
+                            return fetch().await;
+                        }
+                    };
+                    let (dirty, explicit) = {
+                        let state = lock(state);
+                        (state.touches(reads.tables()), state.isolation)
+                    };
+                    let isolation = match explicit {
+                        Some(level) => level,
+                        None => pool.default_isolation().await,
+                    };
+                    // Only READ COMMITTED sees exactly what an autocommit read would.
+                    if dirty || isolation != IsolationLevel::ReadCommitted {
+                        cache.record_bypass(BypassReason::Transaction);
                         return fetch().await;
                     }
-                };
-                let (dirty, explicit) = {
-                    let state = lock(state);
-                    (state.touches(reads.tables()), state.isolation)
-                };
-                let isolation = match explicit {
-                    Some(level) => level,
-                    None => pool.default_isolation().await,
-                };
-                // Only READ COMMITTED sees exactly what an autocommit read would.
-                if dirty || isolation != IsolationLevel::ReadCommitted {
-                    cache.record_bypass(BypassReason::Transaction);
-                    return fetch().await;
-                }
-                cache.read_with(&reads, key, options(), weigh, fetch).await
+                    cache.read_with(&reads, key, options(), weigh, fetch).await
+                })
+                .await
             }
         }
     }
 }
 
 /// Runs the query on a miss with sqlx's own `query_as_with`.
-async fn run<'e, DB, O, X>(
+///
+/// Boxed: the driver's future is kilobytes, and a read's future holds the largest of the
+/// futures it may await. A hit, which never runs the query, then neither reserves nor moves
+/// them; a miss pays one allocation next to a round trip to the database.
+fn run<'e, DB, O, X>(
     executor: X,
     sql: SqlStr,
-    bindings: Bindings<'_, DB>,
+    bindings: Bindings<'e, DB>,
     rows: Rows,
-) -> Result<Vec<O>, Error>
+) -> BoxFuture<'e, Result<Vec<O>, Error>>
 where
     DB: Database,
     X: 'e + Executor<'e, Database = DB>,
     O: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
 {
-    let mut arguments = DB::Arguments::default();
-    for binding in bindings {
-        binding(&mut arguments).map_err(Error::Encode)?;
-    }
-    let query = sqlx::query_as_with::<DB, O, _>(sql, Bound::<DB>(arguments));
-    match rows {
-        Rows::All => query.fetch_all(executor).await,
-        Rows::First => Ok(query.fetch_optional(executor).await?.into_iter().collect()),
-    }
+    Box::pin(async move {
+        let mut arguments = DB::Arguments::default();
+        for binding in bindings {
+            binding(&mut arguments).map_err(Error::Encode)?;
+        }
+        let query = sqlx::query_as_with::<DB, O, _>(sql, Bound::<DB>(arguments));
+        match rows {
+            Rows::All => query.fetch_all(executor).await,
+            Rows::First => Ok(query.fetch_optional(executor).await?.into_iter().collect()),
+        }
+    })
 }
 
 /// A cached read of the first column of each row, from [`CachedPool::query_scalar`].

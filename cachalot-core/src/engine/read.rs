@@ -347,7 +347,9 @@ impl Cachalot {
                 return fetch().await;
             }
         };
-        inner.miss(reads, key, tokens, options, weigh, fetch).await
+        // Boxed: a hit's future then holds none of a miss's state (the flight, the store,
+        // the query's own future), so it is small to make and to move.
+        Box::pin(inner.miss(reads, key, tokens, options, weigh, fetch)).await
     }
 
     /// [`decide`](Self::decide) then [`read`](Self::read), counting a bypass.
