@@ -570,7 +570,9 @@ impl Report {
              every cold/hot call is checked to be exactly one miss/hit. {} warm-up rounds, then \
              {} recorded rounds.\n\
              - **Redis** goes through the same adapter calls; rows are stored as JSON (the \
-             adapter's codec with the `redis` feature).\n\
+             adapter's codec with the `redis` feature). A Redis miss returns before its store \
+             lands (in a task of its own): after each cached call, `db.settle()` waits for it, \
+             untimed, so that it does not share the two cores with the next call timed.\n\
              - **Mixed workload**: {} tasks on a pool of {} connections, each drawing one of the 12 \
              queries or, at the write ratio, an `UPDATE` of a random row of `tests` (sent through \
              `execute(&db)`, so it invalidates `tests`, which every query reads); {} s per mode \
