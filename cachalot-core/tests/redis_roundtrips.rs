@@ -186,3 +186,53 @@ async fn overlapping_writes_of_one_process_share_one_lock_and_one_bump() {
     );
     assert_eq!(cachalot.stats().invalidations, 4);
 }
+
+#[tokio::test]
+async fn a_miss_does_not_store_what_a_write_of_this_process_has_locked_since() {
+    let Some(server) = PrivateRedis::start(&[]).await else {
+        return;
+    };
+    let url = server.url();
+    let backend = RedisBackend::connect(&url).await.unwrap();
+    let cachalot = Cachalot::builder().backend(backend).build().unwrap();
+    let db: Arc<str> = Arc::from("app");
+    let reads = ReadSet::new(&db, ["orders"]);
+    let key = cachalot.key(&db, "SELECT * FROM orders").finish();
+    let options = || ReadOptions::new().codec(Codec::json());
+    let run = || async { Ok::<_, Infallible>(vec![1_i64]) };
+    cachalot
+        .read_with(&reads, key.clone(), options(), |_| 8, run)
+        .await
+        .unwrap();
+    cachalot.settle().await;
+    cachalot.invalidate(&db, ["orders"]).await;
+
+    // The query runs, then a write of this process locks the table before the store: the
+    // store would be refused, so it is not sent.
+    let before = commandstats(&url).await;
+    let mut guard = None;
+    let read = cachalot.read_with(
+        &reads,
+        key.clone(),
+        options(),
+        |_| 8,
+        || async {
+            guard = Some(
+                cachalot
+                    .begin_write(&db, &WriteSet::tables(["orders"]))
+                    .await,
+            );
+            Ok::<_, Infallible>(vec![2_i64])
+        },
+    );
+    assert_eq!(read.await.unwrap(), vec![2]);
+    cachalot.settle().await;
+    let trips = round_trips(&before, &commandstats(&url).await);
+    assert_eq!(
+        trips,
+        map(&[("evalsha", 2)]),
+        "the fetch and the lock, no store"
+    );
+    guard.unwrap().finish().await;
+    assert_eq!(cachalot.stats().stores, 1);
+}

@@ -539,8 +539,11 @@ impl Inner {
         let weight = weigh(&value);
         let too_large = weight > self.settings.max_entry_bytes;
         let encodes = self.backend.encodes_values();
-        // Without a codec, a backend of bytes keeps nothing: the read simply stays a miss.
-        if too_large || (encodes && options.codec.is_none()) {
+        // Without a codec, a backend of bytes keeps nothing: the read simply stays a miss. A
+        // table this process has locked since the tokens were read would make the backend
+        // refuse the store: with a remote one, that is a round trip saved.
+        if too_large || (encodes && options.codec.is_none()) || self.leases.covers_any(reads.ids())
+        {
             if too_large {
                 self.stats.bypass(BypassReason::TooLarge);
             }
