@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use cachalot_core::Cachalot;
 use cachalot_core::backend::{CacheBackend, Entry, EntryValue, MemoryBackend, TableId, TokenState};
-use cachalot_core::engine::{Decision, ReadSet, WriteSet};
+use cachalot_core::engine::{Decision, ReadSet, WriteGuard, WriteSet};
 use cachalot_core::key::{KeyBuilder, QueryKey};
 use cachalot_core::settings::CachalotBuilder;
 use cachalot_core::sql::Dialect;
@@ -495,17 +495,43 @@ async fn a_guard_dropped_outside_a_runtime_is_bumped_only_once_its_lock_expires(
     assert_eq!(f.read(&reads, &key, 5_u64).await, 4);
 }
 
-#[tokio::test]
-async fn a_write_dropped_in_a_shared_lock_keeps_it_until_its_own_lock_would_expire() {
-    let ttl = Duration::from_secs(1);
+/// With a remote backend and a `lock_ttl` of `ttl`, a read of `t` cached, then two writes of
+/// `t` in flight, the second sharing the first one's lock.
+async fn two_writes_sharing_a_lock(
+    ttl: Duration,
+) -> (
+    Fixture,
+    ReadSet,
+    QueryKey,
+    [TableId; 1],
+    WriteGuard,
+    WriteGuard,
+) {
     let f = Fixture::remote_with(Cachalot::builder().lock_ttl(ttl));
     let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
     let table = [TableId::new(&f.db, "t")];
     f.read(&reads, &key, 1_u64).await;
     let writes = WriteSet::tables(["t"]);
     let first = f.cachalot.begin_write(&f.db, &writes).await;
-    // Joins the first one's lock.
     let second = f.cachalot.begin_write(&f.db, &writes).await;
+    (f, reads, key, table, first, second)
+}
+
+/// `table` has a token again, and the next read is a miss whose result the one after hits.
+async fn bumped_then_cached_again(f: &Fixture, reads: &ReadSet, key: &QueryKey, table: &[TableId]) {
+    assert!(matches!(
+        f.backend.tokens(table).await.unwrap()[0],
+        TokenState::Present(_)
+    ));
+    assert_eq!(f.read(reads, key, 3_u64).await, 3);
+    f.cachalot.settle().await;
+    assert_eq!(f.read(reads, key, 4_u64).await, 3);
+}
+
+#[tokio::test]
+async fn a_write_dropped_in_a_shared_lock_keeps_it_until_its_own_lock_would_expire() {
+    let ttl = Duration::from_secs(1);
+    let (f, reads, key, table, first, second) = two_writes_sharing_a_lock(ttl).await;
     drop(second);
     // The first one is the last to finish, but the dropped one may still commit: the table
     // stays locked for every process, not bumped.
@@ -522,25 +548,13 @@ async fn a_write_dropped_in_a_shared_lock_keeps_it_until_its_own_lock_would_expi
         2,
         "bumped once it expired"
     );
-    assert!(matches!(
-        f.backend.tokens(&table).await.unwrap()[0],
-        TokenState::Present(_)
-    ));
-    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
-    f.cachalot.settle().await;
-    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
+    bumped_then_cached_again(&f, &reads, &key, &table).await;
 }
 
 #[tokio::test]
 async fn a_write_dropped_outside_a_runtime_in_a_shared_lock_delays_its_bump() {
     let ttl = Duration::from_secs(1);
-    let f = Fixture::remote_with(Cachalot::builder().lock_ttl(ttl));
-    let (reads, key) = (f.reads(&["t"]), f.key("SELECT * FROM t"));
-    let table = [TableId::new(&f.db, "t")];
-    f.read(&reads, &key, 1_u64).await;
-    let writes = WriteSet::tables(["t"]);
-    let first = f.cachalot.begin_write(&f.db, &writes).await;
-    let second = f.cachalot.begin_write(&f.db, &writes).await;
+    let (f, reads, key, table, first, second) = two_writes_sharing_a_lock(ttl).await;
     std::thread::spawn(move || drop(second)).join().unwrap();
     // The last one to finish leaves the bump to the retries, once the dropped one's lock
     // would have expired.
@@ -554,13 +568,7 @@ async fn a_write_dropped_outside_a_runtime_in_a_shared_lock_delays_its_bump() {
     assert_eq!(f.read(&reads, &key, 2_u64).await, 2);
     tokio::time::sleep(ttl + ttl / 2).await;
     assert!(!f.cachalot.has_pending_invalidations());
-    assert!(matches!(
-        f.backend.tokens(&table).await.unwrap()[0],
-        TokenState::Present(_)
-    ));
-    assert_eq!(f.read(&reads, &key, 3_u64).await, 3);
-    f.cachalot.settle().await;
-    assert_eq!(f.read(&reads, &key, 4_u64).await, 3);
+    bumped_then_cached_again(&f, &reads, &key, &table).await;
 }
 
 #[tokio::test]

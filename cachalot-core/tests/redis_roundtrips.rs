@@ -55,14 +55,24 @@ fn inside_scripts(
     delta(before, after, &[COUNTING, &["evalsha"]].concat())
 }
 
-#[tokio::test]
-async fn a_hit_is_one_round_trip_and_a_write_two() {
-    let Some(server) = PrivateRedis::start(&[]).await else {
-        return;
-    };
+/// A private server nothing else talks to, a backend on it and a cache on that backend
+/// (`None`, skipped, without a `redis-server`).
+async fn private() -> Option<(PrivateRedis, String, RedisBackend, Cachalot)> {
+    let server = PrivateRedis::start(&[]).await?;
     let url = server.url();
     let backend = RedisBackend::connect(&url).await.unwrap();
-    let cachalot = Cachalot::builder().backend(backend).build().unwrap();
+    let cachalot = Cachalot::builder()
+        .backend(backend.clone())
+        .build()
+        .unwrap();
+    Some((server, url, backend, cachalot))
+}
+
+#[tokio::test]
+async fn a_hit_is_one_round_trip_and_a_write_two() {
+    let Some((_server, url, _, cachalot)) = private().await else {
+        return;
+    };
     let db: Arc<str> = Arc::from("app");
     let reads = ReadSet::new(&db, ["orders", "users"]);
     let key = cachalot
@@ -135,15 +145,9 @@ async fn a_hit_is_one_round_trip_and_a_write_two() {
 
 #[tokio::test]
 async fn overlapping_writes_of_one_process_share_one_lock_and_one_bump() {
-    let Some(server) = PrivateRedis::start(&[]).await else {
+    let Some((_server, url, backend, cachalot)) = private().await else {
         return;
     };
-    let url = server.url();
-    let backend = RedisBackend::connect(&url).await.unwrap();
-    let cachalot = Cachalot::builder()
-        .backend(backend.clone())
-        .build()
-        .unwrap();
     let db: Arc<str> = Arc::from("app");
     let orders = [TableId::new(&db, "orders")];
     let locked = || async { backend.tokens(&orders).await.unwrap() };
@@ -189,12 +193,9 @@ async fn overlapping_writes_of_one_process_share_one_lock_and_one_bump() {
 
 #[tokio::test]
 async fn a_miss_does_not_store_what_a_write_of_this_process_has_locked_since() {
-    let Some(server) = PrivateRedis::start(&[]).await else {
+    let Some((_server, url, _, cachalot)) = private().await else {
         return;
     };
-    let url = server.url();
-    let backend = RedisBackend::connect(&url).await.unwrap();
-    let cachalot = Cachalot::builder().backend(backend).build().unwrap();
     let db: Arc<str> = Arc::from("app");
     let reads = ReadSet::new(&db, ["orders"]);
     let key = cachalot.key(&db, "SELECT * FROM orders").finish();
