@@ -1,14 +1,17 @@
 //! Query keys: what identifies one cached result.
 //!
 //! A key's *material* is an unambiguous byte string of everything that determines the result:
-//! the key prefix, the database identity, the SQL text, every bound value with its type, and
-//! the result type. Every part is type-tagged and length-prefixed (lengths and numbers in
-//! little endian), so two different queries never have the same material: `1` and `'1'`, an
-//! `i32` 1 and an `i64` 1, `NULL` and `''`, `("ab", "c")` and `("a", "bc")` all differ.
+//! the key prefix and the database identity (as their [`Namespace`], a 128-bit digest made once
+//! per pool), the SQL text, every bound value with its type, and the result type. Every part is
+//! type-tagged and length-prefixed (lengths and numbers in little endian), so two different
+//! queries never have the same material: `1` and `'1'`, an `i32` 1 and an `i64` 1, `NULL` and
+//! `''`, `("ab", "c")` and `("a", "bc")` all differ.
 //!
 //! The key's hash (xxh3-128 of the material) only locates an entry; a hit is verified by
 //! comparing the material itself, so neither a hash collision nor a crafted parameter can
-//! read another query's result.
+//! read another query's result. The SQL and the values are in the material as they are; the
+//! prefix and the database, which come from the configuration and never from a request, by
+//! their digest, so that a long connection target does not lengthen every key.
 //!
 //! ```
 //! use cachalot_core::key::KeyBuilder;
@@ -31,8 +34,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Version of the material layout, first byte of every key: a layout change must never let
-/// an old entry match a new key.
-const FORMAT_VERSION: u8 = 1;
+/// an old entry match a new key. 2: the prefix and the database as their [`Namespace`].
+const FORMAT_VERSION: u8 = 2;
 
 /// Markers between the parts of the material.
 const MARK_END: u8 = 0x00;
@@ -392,6 +395,33 @@ impl<T: KeyParam + ToOwned + ?Sized> KeyParam for Cow<'_, T> {
     }
 }
 
+/// The key prefix and the database identity of a key, as they enter its material: a 128-bit
+/// digest of both (length-prefixed), made once per pool rather than copied into every key.
+///
+/// ```
+/// use cachalot_core::key::{KeyBuilder, Namespace};
+///
+/// let namespace = Namespace::new("cachalot", "postgres://db.example/app");
+/// let a = KeyBuilder::in_namespace(&namespace, "SELECT 1", 16).finish();
+/// let b = KeyBuilder::new("cachalot", "postgres://db.example/app", "SELECT 1").finish();
+/// assert_eq!(a, b);
+/// assert_ne!(namespace, Namespace::new("cachalot", "postgres://db.example/other"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Namespace([u8; 16]);
+
+impl Namespace {
+    /// The namespace of keys under `prefix` on `database`.
+    pub fn new(prefix: &str, database: &str) -> Self {
+        let mut sink = KeySink {
+            buf: Vec::with_capacity(16 + prefix.len() + database.len()),
+        };
+        sink.bytes(prefix.as_bytes());
+        sink.bytes(database.as_bytes());
+        Namespace(xxhash_rust::xxh3::xxh3_128(&sink.buf).to_le_bytes())
+    }
+}
+
 /// Builds a [`QueryKey`] part by part.
 ///
 /// ```
@@ -436,12 +466,17 @@ impl KeyBuilder {
     /// assert_eq!(key, KeyBuilder::new("p", "db", "SELECT $1").param(&7_i64).finish());
     /// ```
     pub fn with_room(prefix: &str, database: &str, sql: &str, room: usize) -> Self {
-        let mut buf =
-            Vec::with_capacity(1 + 8 * 3 + prefix.len() + database.len() + sql.len() + room);
+        Self::in_namespace(&Namespace::new(prefix, database), sql, room)
+    }
+
+    /// A key for `sql` in `namespace` (its prefix and database), with room for `room` bytes
+    /// of bound values and result type: the same key as [`with_room`](Self::with_room) with
+    /// that prefix and database, without hashing them again.
+    pub fn in_namespace(namespace: &Namespace, sql: &str, room: usize) -> Self {
+        let mut buf = Vec::with_capacity(1 + 16 + 8 + sql.len() + room);
         buf.push(FORMAT_VERSION);
         let mut sink = KeySink { buf };
-        sink.bytes(prefix.as_bytes());
-        sink.bytes(database.as_bytes());
+        sink.fixed(&namespace.0);
         sink.bytes(sql.as_bytes());
         KeyBuilder {
             sink,
@@ -665,10 +700,14 @@ mod tests {
             .result_type("T")
             .finish();
         let mut expected = vec![FORMAT_VERSION];
-        for part in [&b"p"[..], b"d", b"s"] {
-            expected.extend_from_slice(&1_u64.to_le_bytes());
-            expected.extend_from_slice(part);
+        let mut namespace = Vec::new();
+        for part in [&b"p"[..], b"d"] {
+            namespace.extend_from_slice(&1_u64.to_le_bytes());
+            namespace.extend_from_slice(part);
         }
+        expected.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&namespace).to_le_bytes());
+        expected.extend_from_slice(&1_u64.to_le_bytes());
+        expected.push(b's');
         expected.extend_from_slice(&[MARK_PARAM, tag::I32, 1, 0, 0, 0, MARK_RESULT]);
         expected.extend_from_slice(&1_u64.to_le_bytes());
         expected.push(b'T');

@@ -96,7 +96,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
         let identity = format!("cachalot:fn:{}#{code:016x}", type_name::<M>());
         FnCall {
             pool,
-            key: pool.cache.key(&pool.database, &identity),
+            key: KeyBuilder::in_namespace(&pool.namespace, &identity, KeyBuilder::DEFAULT_ROOM),
             sqls,
             ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use cachalot_core::Cachalot;
+use cachalot_core::key::Namespace;
 use cachalot_core::signal::Invalidation;
 use cachalot_core::sql::IsolationLevel;
 use cachalot_core::stats::Stats;
@@ -45,6 +46,8 @@ pub struct CachedPool<DB: CacheDatabase> {
     pub(crate) pool: Pool<DB>,
     pub(crate) cache: Cachalot,
     pub(crate) database: Arc<str>,
+    /// The keys' prefix and `database`, digested once.
+    pub(crate) namespace: Namespace,
     pub(crate) shared: Arc<Shared>,
     /// Reads skip the cache (writes still invalidate): see [`CachedPool::uncached`].
     pub(crate) bypass_reads: bool,
@@ -86,6 +89,7 @@ where
             pool: self.pool.clone(),
             cache: self.cache.clone(),
             database: self.database.clone(),
+            namespace: self.namespace,
             shared: self.shared.clone(),
             bypass_reads: self.bypass_reads,
         }
@@ -134,9 +138,10 @@ where
     /// Attaches `cache` to `pool`. Several pools may share one cache: entries are kept
     /// apart by the database each pool connects to.
     pub fn with_cache(pool: Pool<DB>, cache: Cachalot) -> Self {
-        let database = DB::identity(&pool.connect_options()).into();
+        let database: Arc<str> = DB::identity(&pool.connect_options()).into();
         CachedPool {
             pool,
+            namespace: cache.namespace(&database),
             cache,
             database,
             shared: Arc::default(),
@@ -148,6 +153,7 @@ where
     /// target; processes that reach one database by different addresses must use one name.
     pub fn with_database_name(mut self, name: impl Into<String>) -> Self {
         self.database = name.into().into();
+        self.namespace = self.cache.namespace(&self.database);
         self
     }
 

@@ -124,7 +124,7 @@ where
         // Room for a few bound values and for the result type (its marker and length, "first:"
         // and the type's name): the key is built in one allocation.
         let room = KeyBuilder::DEFAULT_ROOM + 16 + type_name::<O>().len();
-        let key = pool.cache.key_with_room(&pool.database, sql.as_str(), room);
+        let key = KeyBuilder::in_namespace(&pool.namespace, sql.as_str(), room);
         QueryAs {
             target,
             sql,
@@ -210,7 +210,16 @@ where
                         fetch().await
                     }
                     Decision::Cache(reads) => {
-                        cache.read_with(&reads, key, options(), weigh, fetch).await
+                        let options = options();
+                        // A hit in a plain call; the rest, boxed, only when it is not one.
+                        match cache.probe(&reads, &key, &options).hit() {
+                            Ok(value) => Ok(value),
+                            Err(probe) => {
+                                let read =
+                                    cache.read_probed(probe, &reads, key, options, weigh, fetch);
+                                Box::pin(read).await
+                            }
+                        }
                     }
                     Decision::Bypass(reason) => {
                         cache.record_bypass(reason);

@@ -26,7 +26,7 @@ mod storing;
 mod write;
 
 pub use options::{Codec, ReadOptions};
-pub use read::{Decision, ReadSet};
+pub use read::{Decision, Probe, ReadSet};
 pub use write::{WriteGuard, WriteSet};
 
 use std::fmt;
@@ -37,7 +37,7 @@ use tokio::sync::broadcast;
 
 use crate::backend::{CacheBackend, TableId};
 use crate::error::BackendError;
-use crate::key::KeyBuilder;
+use crate::key::{KeyBuilder, Namespace};
 use crate::settings::{CachalotBuilder, Settings};
 use crate::signal::{Invalidation, Signal};
 use crate::sql::{Analysis, Analyzer, AnalyzerConfig, Dialect};
@@ -205,6 +205,23 @@ impl Cachalot {
     /// [`KeyBuilder::with_room`]).
     pub fn key_with_room(&self, database: &str, sql: &str, room: usize) -> KeyBuilder {
         KeyBuilder::with_room(&self.inner.settings.key_prefix, database, sql, room)
+    }
+
+    /// The namespace of the keys of `database` under the configured key prefix: keep it, and
+    /// start keys with [`KeyBuilder::in_namespace`] instead of [`key`](Self::key), which
+    /// makes it anew for every key.
+    ///
+    /// ```
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::key::KeyBuilder;
+    ///
+    /// let cachalot = Cachalot::builder().build().unwrap();
+    /// let namespace = cachalot.namespace("app");
+    /// let key = KeyBuilder::in_namespace(&namespace, "SELECT 1", 16).finish();
+    /// assert_eq!(key, cachalot.key("app", "SELECT 1").finish());
+    /// ```
+    pub fn namespace(&self, database: &str) -> Namespace {
+        Namespace::new(&self.inner.settings.key_prefix, database)
     }
 
     /// A snapshot of the counters.

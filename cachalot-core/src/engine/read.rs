@@ -164,6 +164,48 @@ pub enum Decision {
     Bypass(BypassReason),
 }
 
+/// What a read does after [`Cachalot::probe`]: served already, or the rest of the read, in
+/// [`Cachalot::read_probed`].
+#[must_use = "a probe that did not hit is finished by read_probed"]
+pub struct Probe<T>(Step<T>);
+
+impl<T> Probe<T> {
+    /// The cached value if the probe hit (the hit is counted), else the probe, to hand to
+    /// [`Cachalot::read_probed`].
+    pub fn hit(self) -> Result<T, Self> {
+        match self.0 {
+            Step::Hit(value) => Ok(value),
+            step => Err(Probe(step)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Probe<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let step = match &self.0 {
+            Step::Hit(_) => "hit",
+            Step::Bypass => "bypass",
+            Step::Miss(_) => "miss",
+            Step::Missing => "missing",
+            Step::Fetch(_) => "fetch",
+        };
+        f.debug_tuple("Probe").field(&step).finish()
+    }
+}
+
+enum Step<T> {
+    /// Served (and counted).
+    Hit(T),
+    /// Run the query uncached (counted).
+    Bypass,
+    /// A miss with these tokens, read before the query: run it and store.
+    Miss(Arc<[Token]>),
+    /// A token is missing: set it, then miss.
+    Missing,
+    /// The backend is remote: its lookup is a round trip, made by `read_probed`.
+    Fetch(Option<flight::Landing>),
+}
+
 /// What the backend's answer means for a read of type `T`.
 enum Lookup<T> {
     Hit(T),
@@ -172,8 +214,9 @@ enum Lookup<T> {
     Miss(Arc<[Token]>),
 }
 
+/// Borrows `fetched`: the answer, a few hundred bytes, is not copied again on its way.
 fn lookup<T: Clone + 'static>(
-    fetched: Fetched,
+    fetched: &Fetched,
     key: &QueryKey,
     expected: usize,
     codec: Option<&Codec<T>>,
@@ -300,52 +343,102 @@ impl Cachalot {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        match self.probe(reads, &key, &options).hit() {
+            Ok(value) => Ok(value),
+            Err(probe) => {
+                self.read_probed(probe, reads, key, options, weigh, fetch)
+                    .await
+            }
+        }
+    }
+
+    /// The first half of [`read_with`](Self::read_with), without waiting on anything: with
+    /// an in-process backend, a hit is served here (and counted); otherwise the [`Probe`]
+    /// says what the read does next, in [`read_probed`](Self::read_probed).
+    ///
+    /// A hit right after database work costs what the CPU must fetch into its caches: done
+    /// in a plain call, it needs none of a future's state.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::engine::{ReadOptions, ReadSet};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cachalot = Cachalot::builder().build().unwrap();
+    /// let db: Arc<str> = Arc::from("app");
+    /// let reads = ReadSet::new(&db, ["users"]);
+    /// let key = cachalot.key(&db, "SELECT count(*) FROM users").result_type("u64").finish();
+    /// let run = || async { Ok::<_, std::io::Error>(3_u64) };
+    ///
+    /// let probe = cachalot.probe(&reads, &key, &ReadOptions::new());
+    /// let Err(probe) = probe.hit() else { unreachable!("nothing is cached yet") };
+    /// let n = cachalot.read_probed(probe, &reads, key.clone(), ReadOptions::new(), |_| 8, run);
+    /// assert_eq!(n.await.unwrap(), 3);
+    /// assert_eq!(cachalot.probe(&reads, &key, &ReadOptions::<u64>::new()).hit().ok(), Some(3));
+    /// # });
+    /// ```
+    pub fn probe<T: Clone + 'static>(
+        &self,
+        reads: &ReadSet,
+        key: &QueryKey,
+        options: &ReadOptions<T>,
+    ) -> Probe<T> {
         let inner = &self.inner;
         let ids = reads.ids();
         if let Some(reason) = inner.bypass_reason(ids) {
             inner.stats.bypass(reason);
-            return fetch().await;
+            return Probe(Step::Bypass);
         }
-        let heat = reads.heat();
-        if inner.settings.skip_churning_reads && heat.skip() {
+        if inner.settings.skip_churning_reads && reads.heat().skip() {
             inner.stats.bypass(BypassReason::Churn);
-            return fetch().await;
+            return Probe(Step::Bypass);
         }
-        let landing = inner.landing(&key);
-        let looked_up = match inner.fetch(ids, &key).await {
-            Ok(fetched) => lookup::<T>(fetched, &key, ids.len(), options.codec.as_ref()),
-            Err(err) => Err(err),
+        let landing = inner.landing(key);
+        match inner.backend.local() {
+            Some(local) => {
+                let fetched = local.fetch_now(ids, key);
+                Probe(inner.judge(fetched, landing, reads, key, options.codec.as_ref()))
+            }
+            None => Probe(Step::Fetch(landing)),
+        }
+    }
+
+    /// The rest of a read that [`probe`](Self::probe) did not serve: the lookup if the
+    /// backend is remote, then the query, once for all identical concurrent misses, and the
+    /// store; or the query alone, uncached, where the probe said to bypass.
+    pub async fn read_probed<T, E, W, F, Fut>(
+        &self,
+        probe: Probe<T>,
+        reads: &ReadSet,
+        key: QueryKey,
+        options: ReadOptions<T>,
+        weigh: W,
+        fetch: F,
+    ) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+        W: FnOnce(&T) -> usize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &self.inner;
+        let ids = reads.ids();
+        let step = match probe.0 {
+            Step::Fetch(landing) => {
+                let fetched = inner.backend.fetch(ids, &key).await;
+                inner.judge(fetched, landing, reads, &key, options.codec.as_ref())
+            }
+            step => step,
         };
-        let tokens = match looked_up {
-            Ok(Lookup::Hit(value)) => {
-                inner.backend_ok();
-                inner.stats.hit();
-                heat.hit();
-                return Ok(value);
-            }
-            Ok(Lookup::Miss(tokens)) => {
-                inner.backend_ok();
-                if let Some(value) = landed::<T>(landing, &tokens) {
-                    inner.stats.hit();
-                    heat.hit();
-                    return Ok(value);
-                }
-                heat.miss(&tokens);
-                tokens
-            }
-            Ok(Lookup::Locked) => {
-                inner.stats.bypass(BypassReason::Locked);
-                return fetch().await;
-            }
-            Ok(Lookup::Missing) => match inner.init_tokens(ids).await {
+        let tokens = match step {
+            Step::Hit(value) => return Ok(value),
+            Step::Miss(tokens) => tokens,
+            Step::Missing => match inner.init_tokens(ids).await {
                 Some(tokens) => tokens,
                 None => return fetch().await,
             },
-            Err(err) => {
-                inner.backend_failed("fetch", &err);
-                inner.stats.bypass(BypassReason::BackendError);
-                return fetch().await;
-            }
+            Step::Bypass | Step::Fetch(_) => return fetch().await,
         };
         // Boxed: a hit's future then holds none of a miss's state (the flight, the store,
         // the query's own future), so it is small to make and to move.
@@ -424,7 +517,7 @@ impl Cachalot {
         }
         let landing = self.inner.landing(key);
         let fetched = self.inner.fetch(ids, key).await.ok()?;
-        match lookup::<T>(fetched, key, ids.len(), options.codec.as_ref()) {
+        match lookup::<T>(&fetched, key, ids.len(), options.codec.as_ref()) {
             Ok(Lookup::Hit(value)) => Some(value),
             // Stored soon, or just now: a read would take it from its flight.
             Ok(Lookup::Miss(tokens)) => landed(landing, &tokens).or_else(|| {
@@ -446,6 +539,51 @@ fn landed<T: Clone + 'static>(landing: Option<flight::Landing>, tokens: &[Token]
 }
 
 impl Inner {
+    /// What the backend's answer `fetched` means for a read: a hit, a miss (checked against
+    /// `landing` first), or a bypass (counted).
+    fn judge<T: Clone + 'static>(
+        &self,
+        fetched: Result<Fetched, BackendError>,
+        landing: Option<flight::Landing>,
+        reads: &ReadSet,
+        key: &QueryKey,
+        codec: Option<&Codec<T>>,
+    ) -> Step<T> {
+        let heat = reads.heat();
+        let looked_up = match fetched {
+            Ok(ref fetched) => lookup::<T>(fetched, key, reads.ids().len(), codec),
+            Err(err) => Err(err),
+        };
+        match looked_up {
+            Ok(Lookup::Hit(value)) => {
+                self.backend_ok();
+                self.stats.hit();
+                heat.hit();
+                Step::Hit(value)
+            }
+            Ok(Lookup::Miss(tokens)) => {
+                self.backend_ok();
+                if let Some(value) = landed::<T>(landing, &tokens) {
+                    self.stats.hit();
+                    heat.hit();
+                    return Step::Hit(value);
+                }
+                heat.miss(&tokens);
+                Step::Miss(tokens)
+            }
+            Ok(Lookup::Locked) => {
+                self.stats.bypass(BypassReason::Locked);
+                Step::Bypass
+            }
+            Ok(Lookup::Missing) => Step::Missing,
+            Err(err) => {
+                self.backend_failed("fetch", &err);
+                self.stats.bypass(BypassReason::BackendError);
+                Step::Bypass
+            }
+        }
+    }
+
     /// The result of `key` being stored, if one is: taken before the backend is asked, so that
     /// a store landing meanwhile (its flight gone, its entry not yet seen) still serves.
     fn landing(&self, key: &QueryKey) -> Option<flight::Landing> {
