@@ -345,9 +345,10 @@ impl Cachalot {
     {
         match self.probe(reads, &key, &options).hit() {
             Ok(value) => Ok(value),
+            // Boxed: a hit's future then holds none of the rest's state (the flight, the
+            // store, the query's own future), so it is small to make and to move.
             Err(probe) => {
-                self.read_probed(probe, reads, key, options, weigh, fetch)
-                    .await
+                Box::pin(self.read_probed(probe, reads, key, options, weigh, fetch)).await
             }
         }
     }
@@ -407,6 +408,8 @@ impl Cachalot {
     /// The rest of a read that [`probe`](Self::probe) did not serve: the lookup if the
     /// backend is remote, then the query, once for all identical concurrent misses, and the
     /// store; or the query alone, uncached, where the probe said to bypass.
+    ///
+    /// Its future holds all of that: box it where the probe's hits must stay small.
     pub async fn read_probed<T, E, W, F, Fut>(
         &self,
         probe: Probe<T>,
@@ -440,9 +443,7 @@ impl Cachalot {
             },
             Step::Bypass | Step::Fetch(_) => return fetch().await,
         };
-        // Boxed: a hit's future then holds none of a miss's state (the flight, the store,
-        // the query's own future), so it is small to make and to move.
-        Box::pin(inner.miss(reads, key, tokens, options, weigh, fetch)).await
+        inner.miss(reads, key, tokens, options, weigh, fetch).await
     }
 
     /// [`decide`](Self::decide) then [`read`](Self::read), counting a bypass.
