@@ -117,34 +117,41 @@ impl Machine {
 /// valgrind's cache simulation.
 const WHY_HIT: &str = "Back to back, a hit costs 0.4–5 µs; right after a database call it costs \
     several times more, because the database's work has evicted the CPU's caches. A hit then \
-    brings in about 390 cache lines of code and data, 445 without the release profile's LTO \
-    (`valgrind --tool=callgrind --cache-sim=yes --I1=2048,32,64 --D1=4096,64,64 cachalot-bench \
-    --profile cold-hit --db postgres --sweep 4194304`, I1 and D1 misses of the adapter's read): \
-    moka's lookup and the table states about 150 (moka's part about 100: an epoch pin, its read \
-    log, a clock read), the analysis memo about 80 (the SQL hashed and compared), the key about \
-    70 (its bytes built in one allocation, then hashed), the read set and the checks before the \
-    lookup about 30, and the check of the entry and the copy of the rows `fetch_all` hands the \
-    caller (a `Vec` of its own: one allocation per row and per `String`). Merging the analysis \
-    memo, the read set and the key's SQL part into one memo per statement was measured and \
-    saved nothing: its own lookup cost as much as the steps it replaced. Bound values are \
-    encoded for the driver only on a miss, the first four are kept inline, and the memory \
-    backend answers through plain calls, not boxed futures. The four cheaper `[0:10]` queries \
-    take the database 130–480 µs over the runs and machines, so 50× needs a hit of 2.6–9.6 µs \
-    between database calls; the heavier queries are 45–450× faster.";
+    brings in about 610 cache lines, 404 of code and 205 of data, and runs about 7,200 \
+    instructions (`valgrind --tool=callgrind --cache-sim=yes --I1=2048,32,64 --D1=4096,64,64 \
+    cachalot-bench --profile cold-hit --db postgres --sweep 4194304`, the 12 queries in turn; \
+    430, 215 and 7,510 before this round's changes). The largest share, about 220 lines and \
+    4,300 instructions, is the copy of the rows `fetch_all` hands the caller: a `Vec` of its \
+    own, one allocation per row and per `String`, most of them through glibc's slow path, as \
+    the caller frees more chunks of one size than its per-thread cache keeps; the direct read \
+    makes the same allocations. Then the backend's lookup, about 150 (moka's get: an epoch \
+    pin, its read log and a clock read; the table states; the TTL's clock read), the analysis \
+    memo about 47 (the SQL hashed and compared) and the key about 34. Already done: the lookup \
+    is a plain call (`Cachalot::probe`) and everything a hit does not run is boxed, so a \
+    cached `fetch_all` future is 608 bytes instead of 2,896; keys carry the prefix and the \
+    database as one 16-byte digest per pool; bound values are encoded only on a miss. Merging \
+    the analysis memo, the read set and the key's SQL part into one memo per statement was \
+    measured and saved nothing. The `[0:10]` queries take the database 130–480 µs over the \
+    runs and machines, so 50× needs a hit of 2.6–9.6 µs between database calls; the one with \
+    two strings per row (`select_related`) copies twice as many, and lands on either side of \
+    50× from one run to the next.";
 
 /// Why a miss costs more than the query.
 const WHY_COLD: &str = "A miss adds the lookup before the query and, after it, one copy of the \
     rows for the cache and moka's insert (its write log and, every 64 writes, its \
     housekeeping): about 3 µs with warm caches (`cargo bench -p cachalot-core --bench hit`, \
-    `read miss + store`), 7–8 µs right after the database call, about half on each side of the \
-    query, as the database's work has evicted the CPU's caches. Storing from a task of its own, \
+    `read miss + store`), 6–12 µs right after the database call on this machine, about half on \
+    each side of the query, as the database's work has evicted the CPU's caches. Storing from a task of its own, \
     as misses through Redis do, does not pay in memory: on 2 cores the spawn wakes the second \
     worker, which then competes with the database. Nor does putting the store off until the \
     engine's next query waits for the database: measured in alternating runs on PostgreSQL, the \
     cold reads were no faster and the hits right after them, served from the miss's flight \
     rather than from moka, were slower (134–146× faster than the database became 90–105×). \
     SQLite answers the cheap queries in 70–150 µs, so that is 3–10% there; the run-to-run \
-    spread of these medians is of the same order.";
+    spread of these medians is of the same order. Until this round a Redis miss's store, which \
+    lands after the miss returns, also ran during the next call timed, often this one: over \
+    150 rounds, 1.067× (SQLite) and 1.062× (PostgreSQL) with it, 1.046× and 1.043× since each \
+    cached call settles before the next.";
 
 /// Why a Redis hit is not faster.
 const WHY_REDIS_HOT: &str = "A Redis hit is one round trip to a Lua script that reads the tokens \
@@ -157,9 +164,13 @@ const WHY_WRITES: &str = "Reads cost almost nothing here: with writes in flight 
     statement whose entries are invalidated before anyone reads them skips the cache (the \
     *skipped* column). What remains is the write itself: a lock before it and a fresh token \
     after it, which keep readers in other processes from serving or storing what the write is \
-    changing. In memory that is under a microsecond; with Redis it is two round trips, with \
-    Redis competing for the same 2 cores as the database, against 0.5–2.5 ms per operation for \
-    the database at 8 tasks.";
+    changing. In memory that is under a microsecond. With Redis it was two round trips per \
+    write, and a third for every read that only learned the table was locked: 0.63–0.81× of \
+    the database alone at 50% writes before this round. Writes of one process that overlap \
+    on a table now share one lock (the last one writing the table bumps it), the process's \
+    reads of a table it has locked skip Redis, and a miss whose table a write locked since \
+    does not send its store: 0.94–0.98× on SQLite and PostgreSQL over this round's runs, \
+    the memory backend's 0.96–1.00× within the same spread.";
 
 /// Why invalidation is not flat.
 const WHY_FLAT: &str = "Invalidation replaces one token per table and never visits entries; a \
@@ -172,19 +183,21 @@ const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,300 i
     About 1,900 of them come before the cache is asked: the key and the analysis, which a read \
     through `uncached()` pays too (`--profile point-uncached`). The rest is moka's insert, \
     about 2,800, the backend's lookup before the query, about 800, then the flight that \
-    coalesces identical misses and the copy of the row the cache keeps. Nearly half of the \
-    difference is the allocator: each entry keeps its key, its tokens, its rows and moka's own \
-    nodes, and memory that stays cannot be recycled from the allocator's per-thread cache. \
-    Right after a database call all of it runs with cold CPU caches: 4–15 µs on a read that \
-    takes PostgreSQL 73–285 µs over the runs and machines. Storing in a task of its own after \
-    returning, as the Redis backend does, made the miss slower, not faster (1.10–1.17× against \
-    1.03–1.08× in alternating runs), and putting the store off until the engine's next query \
-    waits for the database did not help either (1.06–1.11× against 1.07×): the store still \
-    runs with cold caches, and every read then also looks for a result on its way. The write is the analysis, \
-    the write set, a lock and a bump in memory: about 3,000 instructions over the pool's own \
-    `execute` (`--profile write` against `--profile write-direct`), on an UPDATE that takes \
-    PostgreSQL 200–550 µs over the runs; its ratio moves by a percent or two from run to run \
-    with the database's own timing.";
+    coalesces identical misses and the copy of the row the cache keeps. Right after a database \
+    call all of it runs with cold CPU caches. Timed inside one build on this machine (about \
+    5.8 µs in all on a 155 µs read): the key and the analysis 0.7 µs, the decision 0.4, the \
+    lookup 1.5, joining the flight 0.3, the copy of the rows and closing the flight 0.8, the \
+    store 2.2; no step is more than a third of it. Handing the stores to moka 16 at a time, so \
+    that all but the first run warm, was measured and not kept: the store fell to 1.6 µs and \
+    the lookup, which then also looks in the batch, rose by 0.3 (alternating runs of \
+    `--profile overhead`: 1.040–1.045× against 1.038–1.060×). Storing in a task of its own, \
+    as the Redis backend does, made the miss slower (1.10–1.17× against 1.03–1.08×), and \
+    putting the store off until the next query waits for the database did not help (the store \
+    still runs cold, and every read then also looks for a result on its way). The write is \
+    the analysis, the write set, a lock and a bump in memory: about 3,000 instructions over \
+    the pool's own `execute` (`--profile write` against `--profile write-direct`), on an \
+    UPDATE that takes PostgreSQL 200–550 µs over the runs; its ratio moves by a percent or two \
+    from run to run with the database's own timing.";
 
 /// One of the targets and how the run did.
 #[derive(Debug, Clone, Serialize)]
