@@ -172,12 +172,11 @@ const WHY_WRITES: &str = "Reads cost almost nothing here: with writes in flight 
     does not send its store: 0.94–0.98× on SQLite and PostgreSQL over this round's runs, \
     the memory backend's 0.96–1.00× within the same spread. What is left is mostly the \
     spread of the database itself: over six alternating 4-second runs on SQLite \
-    (`--profile redis-mixed` against `--profile \
-    mixed-direct`), the database alone made 11,100–13,900 operations per second, and under \
-    `perf record` cachalot, moka and the Redis client together take under 1% of the samples, \
-    SQLite and the kernel's thread switches most of the rest. Returning from a write before \
-    its bump lands (its lock still covering it) was measured and not kept: 10,800 operations \
-    per second against 10,900.";
+    (`--profile redis-mixed` against `--profile mixed-direct`), the database alone made \
+    11,100–13,900 operations per second, and under `perf record` cachalot, moka and the \
+    Redis client together take under 1% of the samples, SQLite and the kernel's thread \
+    switches most of the rest. Returning from a write before its bump lands (its lock still \
+    covering it) was measured and not kept: 10,800 operations per second against 10,900.";
 
 /// Why invalidation is not flat.
 const WHY_FLAT: &str = "Invalidation replaces one token per table and never visits entries; a \
