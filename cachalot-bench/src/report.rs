@@ -200,13 +200,13 @@ const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,300 i
     as the Redis backend does, made the miss slower (1.10–1.17× against 1.03–1.08×), and \
     putting the store off until the next query waits for the database did not help (the store \
     still runs cold, and every read then also looks for a result on its way); run at that \
-    query's second pending poll, once it is on the wire, it gained 1–3% (1.055–1.068× against \
-    1.076–1.094× in alternating runs of `--profile overhead`), less than the hits served from \
-    the flight meanwhile lose. A build whose memory backend skipped moka's insert altogether, \
-    which keeps nothing and so cannot ship, measured 1.024–1.042× against 1.077–1.095× in the \
-    same hour: the insert is most of the gap right after a database call, and the rest alone \
-    (the key, the analysis, the decision, the lookup, the flight, the copy) is already above \
-    2% of a 120–160 µs read on this machine. The write is \
+    query's second pending poll, once the query is on the wire, it gained 1–3% (1.055–1.068× \
+    against 1.076–1.094× in alternating runs of `--profile overhead`), but until it runs the \
+    hits are served from the flight, the slower hits the cold target describes. A build whose \
+    memory backend skipped moka's insert altogether (it keeps nothing, so it cannot ship) \
+    measured 1.024–1.042× against 1.077–1.095× in the same hour: the insert is about 7 µs of \
+    that day's 9–13 µs, and without it the rest is still above 2% of a 120–160 µs read on \
+    this machine. The write is \
     the analysis, the write set, a lock and a bump in memory: about 3,000 instructions over \
     the pool's own `execute` (`--profile write` against `--profile write-direct`), on an \
     UPDATE that takes PostgreSQL 200–550 µs over the runs; its ratio moves by a percent or two \
