@@ -807,6 +807,17 @@ fn temporary_tables_created() {
         (Pg, "CREATE TABLE scratch (id int)", &[]),
         (My, "CREATE TEMPORARY TABLE tmp_ids (id INT)", &["tmp_ids"]),
         (Lite, "CREATE TEMP TABLE scratch (id)", &["scratch"]),
+        (
+            Pg,
+            "CREATE TEMP VIEW recent AS SELECT * FROM orders",
+            &["recent"],
+        ),
+        (
+            Lite,
+            "CREATE TEMPORARY VIEW recent AS SELECT * FROM orders",
+            &["recent"],
+        ),
+        (Lite, "CREATE VIEW recent AS SELECT * FROM orders", &[]),
     ];
     for (d, sql, expected) in cases {
         let a = analyzer(*d).analyze(sql);

@@ -23,10 +23,12 @@ mod pending;
 mod read;
 mod readsets;
 mod storing;
+mod views;
 mod write;
 
 pub use options::{Codec, ReadOptions};
 pub use read::{Decision, Probe, ReadSet};
+pub use views::CatalogViews;
 pub use write::{WriteGuard, WriteSet};
 
 use std::fmt;
@@ -91,6 +93,8 @@ pub(crate) struct Inner {
     signal: Signal,
     flights: flight::Flights,
     read_sets: readsets::ReadSets,
+    /// Each database's views, from its catalog.
+    views: views::ViewsByDatabase,
     pending: pending::Pending,
     /// Writes in flight with a remote backend, sharing their locks.
     leases: leases::Leases,
@@ -142,6 +146,7 @@ impl Cachalot {
                 signal: Signal::new(),
                 flights: flight::Flights::default(),
                 read_sets: readsets::ReadSets::default(),
+                views: views::ViewsByDatabase::default(),
                 pending: pending::Pending::default(),
                 leases: leases::Leases::default(),
                 storing: storing::Storing::default(),
@@ -193,6 +198,41 @@ impl Cachalot {
     /// Analyzes `sql` (memoized): the tables it reads and writes, and whether it may be cached.
     pub fn analyze(&self, dialect: Dialect, sql: &str) -> Arc<Analysis> {
         self.analyzer(dialect).analyze(sql)
+    }
+
+    /// Sets the views of `database` as its catalog defines them (analyze their definitions
+    /// with [`analyzer`](Self::analyzer)), replacing those set before; the SQLx adapter does it
+    /// each time it reads the catalog. A read of a view is then also a read of the tables
+    /// behind it, which a write to any of them invalidates, and a read of a view whose
+    /// definition may not be cached bypasses the cache. Returns whether they changed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::engine::{CatalogViews, Decision};
+    /// use cachalot_core::sql::Dialect;
+    ///
+    /// let cachalot = Cachalot::default();
+    /// let db: Arc<str> = Arc::from("app");
+    /// let mut views = CatalogViews::new();
+    /// let analyzer = cachalot.analyzer(Dialect::Postgres);
+    /// views.define(analyzer, "busy_owners", "SELECT o.* FROM owners o JOIN items i ON i.owner = o.id");
+    /// views.define(analyzer, "recent", "SELECT * FROM items WHERE at > now() - interval '1 day'");
+    /// assert!(cachalot.set_views(&db, views));
+    ///
+    /// let read = cachalot.analyze(Dialect::Postgres, "SELECT * FROM busy_owners");
+    /// let Decision::Cache(reads) = cachalot.decide(&db, &read) else { panic!() };
+    /// assert_eq!(reads.tables().collect::<Vec<_>>(), ["busy_owners", "items", "owners"]);
+    /// let recent = cachalot.analyze(Dialect::Postgres, "SELECT count(*) FROM recent");
+    /// assert!(matches!(cachalot.decide(&db, &recent), Decision::Bypass(_)));
+    /// ```
+    pub fn set_views(&self, database: &Arc<str>, views: CatalogViews) -> bool {
+        self.inner.views.set(database, views)
+    }
+
+    /// The views set for `database` with [`set_views`](Self::set_views), if any.
+    pub fn views(&self, database: &str) -> Option<Arc<CatalogViews>> {
+        self.inner.views.of(database)
     }
 
     /// Starts the key of `sql` sent to `database`, under the configured key prefix; add the

@@ -290,7 +290,14 @@ impl Cachalot {
             }
             Some(_) => return Decision::Bypass(BypassReason::NotCacheable),
         }
-        let reads = self.inner.read_sets.get(database, analysis);
+        let Some(reads) = self
+            .inner
+            .read_sets
+            .get(database, analysis, &self.inner.views)
+        else {
+            // A view whose rows may change without a write (`now()` in its definition).
+            return Decision::Bypass(BypassReason::NotCacheable);
+        };
         match self.inner.bypass_reason(reads.ids()) {
             Some(reason) => Decision::Bypass(reason),
             None => Decision::Cache(reads),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::read::ReadSet;
+use super::views::ViewsByDatabase;
 use crate::hashing::BuildMix;
 use crate::sql::Analysis;
 
@@ -20,7 +21,9 @@ const SHARD_CAPACITY: usize = 1024;
 /// never be reused by another analysis or database while its entry exists.
 type Key = (usize, usize);
 
-type Shard = HashMap<Key, (Arc<Analysis>, ReadSet), BuildMix>;
+/// The analysis (kept alive), the views' generation the read set was built with, and the read
+/// set (`None`: it reads a view that may not be cached).
+type Shard = HashMap<Key, (Arc<Analysis>, u64, Option<ReadSet>), BuildMix>;
 
 pub(crate) struct ReadSets {
     shards: [RwLock<Shard>; SHARDS],
@@ -35,32 +38,46 @@ impl Default for ReadSets {
 }
 
 impl ReadSets {
-    /// The read set of `analysis` on `database`, built once.
-    pub(crate) fn get(&self, database: &Arc<str>, analysis: &Arc<Analysis>) -> ReadSet {
+    /// The read set of `analysis` on `database`, with the tables behind the database's
+    /// views, built once per generation of `views`; `None` if it reads a view that may not be
+    /// cached.
+    pub(crate) fn get(
+        &self,
+        database: &Arc<str>,
+        analysis: &Arc<Analysis>,
+        views: &ViewsByDatabase,
+    ) -> Option<ReadSet> {
         let key = (
             Arc::as_ptr(analysis) as usize,
             Arc::as_ptr(database).cast::<u8>() as usize,
         );
         // Analyses are heap blocks at least 8-aligned: the low bits carry nothing.
         let shard = &self.shards[(key.0 >> 4) % SHARDS];
-        if let Some((_, reads)) = shard
+        let generation = views.generation();
+        if let Some((_, built, reads)) = shard
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
+            && *built == generation
         {
             return reads.clone();
         }
-        let reads = ReadSet::new(database, analysis.reads.iter().map(|t| t.name.as_str()));
+        let tables = analysis.reads.iter().map(|t| t.name.as_str());
+        let reads = match views.of(database) {
+            None => Some(ReadSet::new(database, tables)),
+            Some(views) => views.expand(tables).map(|all| ReadSet::new(database, all)),
+        };
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= SHARD_CAPACITY {
             map.clear();
         }
-        map.insert(key, (analysis.clone(), reads.clone()));
+        map.insert(key, (analysis.clone(), generation, reads.clone()));
         reads
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::sql::{Analyzer, Dialect};
@@ -71,15 +88,43 @@ mod tests {
         let analyzer = Analyzer::new(Dialect::Postgres);
         let a = analyzer.analyze("SELECT * FROM b JOIN a ON a.id = b.id");
         let (one, two): (Arc<str>, Arc<str>) = (Arc::from("one"), Arc::from("two"));
-        let first = sets.get(&one, &a);
+        let views = ViewsByDatabase::default();
+        let first = sets.get(&one, &a, &views).unwrap();
         assert_eq!(first.tables().collect::<Vec<_>>(), ["a", "b"]);
         assert!(std::ptr::eq(
             first.ids().as_ptr(),
-            sets.get(&one, &a).ids().as_ptr()
+            sets.get(&one, &a, &views).unwrap().ids().as_ptr()
         ));
-        let other = sets.get(&two, &a);
+        let other = sets.get(&two, &a, &views).unwrap();
         assert_eq!(&**other.database(), "two");
         assert_eq!(other.tables().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn read_sets_follow_the_views_of_their_database() {
+        use crate::engine::CatalogViews;
+        let sets = ReadSets::default();
+        let analyzer = Analyzer::new(Dialect::Postgres);
+        let a = analyzer.analyze("SELECT * FROM busy");
+        let (one, two): (Arc<str>, Arc<str>) = (Arc::from("one"), Arc::from("two"));
+        let views = ViewsByDatabase::default();
+        let names = |reads: Option<ReadSet>| -> Vec<String> {
+            reads.unwrap().tables().map(str::to_owned).collect()
+        };
+        assert_eq!(names(sets.get(&one, &a, &views)), ["busy"]);
+        let mut defined = CatalogViews::new();
+        defined.define(&analyzer, "busy", "SELECT * FROM items JOIN owners ON true");
+        views.set(&one, defined);
+        // Built again: the generation moved.
+        assert_eq!(
+            names(sets.get(&one, &a, &views)),
+            ["busy", "items", "owners"]
+        );
+        assert_eq!(names(sets.get(&two, &a, &views)), ["busy"]);
+        let mut volatile = CatalogViews::new();
+        volatile.define(&analyzer, "busy", "SELECT * FROM items WHERE at > now()");
+        views.set(&one, volatile);
+        assert!(sets.get(&one, &a, &views).is_none());
     }
 
     #[test]
@@ -89,7 +134,9 @@ mod tests {
         let db: Arc<str> = Arc::from("db");
         for i in 0..SHARDS * SHARD_CAPACITY * 2 {
             let a = analyzer.analyze_uncached(&format!("SELECT {i} FROM t"));
-            let reads = sets.get(&db, &Arc::new(a));
+            let reads = sets
+                .get(&db, &Arc::new(a), &ViewsByDatabase::default())
+                .unwrap();
             assert_eq!(reads.tables().collect::<Vec<_>>(), ["t"]);
         }
         for shard in &sets.shards {

@@ -45,16 +45,7 @@ const MAX_VIEW_DEPTH: usize = 16;
 const MAX_TREE_DEPTH: usize = 256;
 
 pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> Analysis {
-    let limit = match config.recursion_limit {
-        0 => DEFAULT_RECURSION_LIMIT,
-        n => n,
-    };
-    let parsed = match dialect {
-        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, false, sql),
-        Dialect::MySql => parse(&MySqlDialect {}, limit, true, sql),
-        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, false, sql),
-    };
-    let (statements, lexical) = match parsed {
+    let (statements, lexical) = match parse_in(dialect, config, sql) {
         Ok(parsed) => parsed,
         Err(message) => return Analysis::unparsed(message),
     };
@@ -81,6 +72,38 @@ pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> A
             acc.writes.dedup();
             acc
         }),
+    }
+}
+
+/// The analysis of a view's definition as a catalog gives it: the query (PostgreSQL, MySQL)
+/// or the whole `CREATE VIEW` statement (SQLite), of which the query alone is analyzed.
+pub(crate) fn analyze_view(
+    dialect: Dialect,
+    config: &AnalyzerConfig,
+    definition: &str,
+) -> Analysis {
+    if let Ok((statements, _)) = parse_in(dialect, config, definition)
+        && let [Statement::CreateView(create)] = statements.as_slice()
+    {
+        return analyze(dialect, config, &create.query.to_string());
+    }
+    analyze(dialect, config, definition)
+}
+
+/// [`parse`] in `dialect`, with the configured recursion limit.
+fn parse_in(
+    dialect: Dialect,
+    config: &AnalyzerConfig,
+    sql: &str,
+) -> Result<(Vec<Statement>, Lexical), String> {
+    let limit = match config.recursion_limit {
+        0 => DEFAULT_RECURSION_LIMIT,
+        n => n,
+    };
+    match dialect {
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, false, sql),
+        Dialect::MySql => parse(&MySqlDialect {}, limit, true, sql),
+        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, false, sql),
     }
 }
 
@@ -482,6 +505,10 @@ impl<'c> Walk<'c> {
             }
             Statement::CreateView(create) => {
                 self.write(&create.name);
+                // Private to one connection, as a temporary table.
+                if create.temporary {
+                    self.creates_temporary.push(self.table(&create.name));
+                }
                 StatementKind::Ddl
             }
             Statement::CreateIndex(create) => {

@@ -376,4 +376,22 @@ impl Analyzer {
     pub fn analyze_uncached(&self, sql: &str) -> Analysis {
         analyze::analyze(self.dialect, &self.config, sql)
     }
+
+    /// Analyzes a view's definition as the database's catalog gives it: its query, or its
+    /// whole `CREATE VIEW` statement (SQLite keeps that), of which the query is analyzed. The
+    /// result says which tables a read of the view reads and whether it may be cached.
+    ///
+    /// ```
+    /// use cachalot_core::sql::{Analyzer, Dialect};
+    ///
+    /// let analyzer = Analyzer::new(Dialect::Sqlite);
+    /// let view = analyzer.analyze_view("CREATE VIEW busy AS SELECT o.* FROM owners o JOIN items i ON i.owner = o.id");
+    /// assert!(view.is_cacheable());
+    /// assert_eq!(view.read_names(), ["items", "owners"]);
+    /// let recent = analyzer.analyze_view("CREATE VIEW recent AS SELECT * FROM items WHERE at > datetime('now', '-1 day')");
+    /// assert!(!recent.is_cacheable());
+    /// ```
+    pub fn analyze_view(&self, definition: &str) -> Analysis {
+        analyze::analyze_view(self.dialect, &self.config, definition)
+    }
 }
