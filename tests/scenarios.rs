@@ -778,3 +778,91 @@ each_database! {
         assert_eq!(audit().await.unwrap(), direct, "what the trigger wrote is not stale");
     }
 }
+
+each_database! {
+    async fn views_are_read_through_to_their_tables(ctx, cache) {
+        exec!(ctx, "CREATE TABLE owners (id BIGINT PRIMARY KEY, name VARCHAR(20))");
+        exec!(ctx, "CREATE TABLE pets (id BIGINT PRIMARY KEY, owner BIGINT)");
+        // Created behind the adapter's back, as a migration run before the application would.
+        sqlx::raw_sql("CREATE VIEW owned AS SELECT o.name FROM owners o JOIN pets p ON p.owner = o.id")
+            .execute(&ctx.raw)
+            .await
+            .unwrap();
+        exec!(ctx, "INSERT INTO owners VALUES (1, 'ann')");
+        let owned = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owned").fetch_one();
+        assert_eq!(owned().await.unwrap(), 0);
+        assert_eq!(owned().await.unwrap(), 0);
+        assert_eq!(cache.stats().hits, 1, "a view is cached");
+        // The INSERT names `pets` alone.
+        exec!(ctx, "INSERT INTO pets VALUES (10, 1)");
+        assert_eq!(owned().await.unwrap(), 1, "the view's table was written");
+        // A view on the view, created through the adapter: followed at once.
+        exec!(ctx, "CREATE VIEW owned_count AS SELECT count(*) AS n FROM owned");
+        let n = || ctx.db.query_scalar::<i64>("SELECT n FROM owned_count").fetch_one();
+        assert_eq!(n().await.unwrap(), 1);
+        assert_eq!(n().await.unwrap(), 1);
+        exec!(ctx, "UPDATE pets SET owner = 2");
+        assert_eq!(n().await.unwrap(), 0, "two views down");
+        assert_eq!(owned().await.unwrap(), 0);
+    }
+
+    async fn a_view_whose_rows_change_with_the_clock_is_never_cached(ctx, cache) {
+        exec!(ctx, "CREATE TABLE events (id BIGINT PRIMARY KEY, at VARCHAR(40))");
+        exec!(ctx, "CREATE VIEW stamped AS SELECT id, CURRENT_TIMESTAMP AS seen FROM events");
+        exec!(ctx, "INSERT INTO events VALUES (1, 'x')");
+        let before = cache.stats();
+        for _ in 0..2 {
+            let n = ctx.db.query_scalar::<i64>("SELECT count(*) FROM stamped").fetch_one().await.unwrap();
+            assert_eq!(n, 1);
+        }
+        let after = cache.stats();
+        assert_eq!(after.misses, before.misses, "never asked the cache");
+        assert_eq!(after.bypasses.not_cacheable - before.bypasses.not_cacheable, 2);
+        // Reads of the table itself are cached as ever.
+        let events = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM events").fetch_one();
+        assert_eq!((events().await.unwrap(), events().await.unwrap()), (1, 1));
+        assert_eq!(cache.stats().hits, after.hits + 1);
+    }
+
+    async fn a_transaction_that_wrote_a_views_table_reads_the_view_uncached(ctx, cache) {
+        exec!(ctx, "CREATE TABLE owners (id BIGINT PRIMARY KEY, name VARCHAR(20))");
+        exec!(ctx, "CREATE VIEW named AS SELECT name FROM owners WHERE name IS NOT NULL");
+        let named = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM named").fetch_one();
+        assert_eq!((named().await.unwrap(), named().await.unwrap()), (0, 0));
+        assert_eq!(cache.stats().hits, 1);
+        let mut tx = ctx.db.begin().await.unwrap();
+        sqlx::query(ctx.sql("INSERT INTO owners VALUES (1, 'ann')"))
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        let inside: i64 = tx
+            .query_scalar("SELECT count(*) FROM named")
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(inside, 1, "the transaction's own write, through the view");
+        assert_eq!(named().await.unwrap(), 0, "not committed yet");
+        tx.commit().await.unwrap();
+        assert_eq!(named().await.unwrap(), 1, "committed");
+    }
+
+    async fn a_write_through_a_view_invalidates_its_table(ctx, cache) {
+        exec!(ctx, "CREATE TABLE owners (id BIGINT PRIMARY KEY, name VARCHAR(20))");
+        exec!(ctx, "CREATE VIEW owner_names AS SELECT id, name FROM owners");
+        if ctx.is("sqlite") {
+            // SQLite's views are written through INSTEAD OF triggers only.
+            sqlx::raw_sql(
+                "CREATE TRIGGER owner_names_insert INSTEAD OF INSERT ON owner_names \
+                 BEGIN INSERT INTO owners VALUES (NEW.id, NEW.name); END",
+            )
+            .execute(&ctx.db)
+            .await
+            .unwrap();
+        }
+        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owners").fetch_one();
+        assert_eq!((count().await.unwrap(), count().await.unwrap()), (0, 0));
+        assert_eq!(cache.stats().hits, 1);
+        exec!(ctx, "INSERT INTO owner_names VALUES (1, 'ann')");
+        assert_eq!(count().await.unwrap(), 1, "written through the view");
+    }
+}

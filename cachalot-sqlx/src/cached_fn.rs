@@ -125,6 +125,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
             cache.record_bypass(BypassReason::Disabled);
             return fetch().await;
         }
+        pool.catalog_for_reads().await;
         let mut tables: Vec<String> = Vec::new();
         for sql in sqls {
             let analysis = cache.analyze(DB::DIALECT, sql);

@@ -22,23 +22,47 @@ pub trait CacheDatabase: Database {
     /// prints it (`read committed`, `REPEATABLE-READ`, ...).
     fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>>;
 
-    /// Reads the writes the SQL does not show from the catalog: the `(parent, child)` pairs of
-    /// foreign keys whose `ON DELETE` / `ON UPDATE` action changes the child, and the tables
-    /// that have triggers. Names as the analyzer normalizes them.
+    /// Reads from the catalog what the SQL of a statement does not show: the `(parent,
+    /// child)` pairs of foreign keys whose `ON DELETE` / `ON UPDATE` action changes the child,
+    /// the tables that have triggers, and the views with their definitions. Names as the
+    /// analyzer normalizes them.
     fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>>;
 }
 
-/// Cascading foreign keys as `(parent, child)` and the tables with triggers.
-pub type CatalogDependents = (Vec<(String, String)>, Vec<String>);
+/// What a database's catalog says about the tables a statement changes or reads without
+/// naming them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogDependents {
+    /// Foreign keys whose action changes the child, as `(parent, child)`.
+    pub cascades: Vec<(String, String)>,
+    /// Tables with triggers.
+    pub triggered: Vec<String>,
+    /// Views, as `(name, definition)`: the definition is the view's query, or its whole
+    /// `CREATE VIEW` statement.
+    pub views: Vec<(String, String)>,
+}
 
-fn lower(pairs: Vec<(String, String)>, tables: Vec<String>) -> CatalogDependents {
-    (
-        pairs
-            .into_iter()
-            .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
-            .collect(),
-        tables.into_iter().map(|t| t.to_lowercase()).collect(),
-    )
+impl CatalogDependents {
+    /// With the names lowercased, as the analyzer folds them (MySQL, SQLite).
+    fn lowercased(self) -> Self {
+        CatalogDependents {
+            cascades: self
+                .cascades
+                .into_iter()
+                .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
+                .collect(),
+            triggered: self
+                .triggered
+                .into_iter()
+                .map(|t| t.to_lowercase())
+                .collect(),
+            views: self
+                .views
+                .into_iter()
+                .map(|(name, definition)| (name.to_lowercase(), definition))
+                .collect(),
+        }
+    }
 }
 
 /// Parses an isolation level as servers print it (`read committed`, `REPEATABLE-READ`, ...).
@@ -75,7 +99,7 @@ impl CacheDatabase for sqlx::Postgres {
         Box::pin(async move {
             // relname is the exact name: unquoted names are stored folded, as the analyzer
             // folds them; quoted ones keep their case on both sides.
-            let pairs = sqlx::query_as(
+            let cascades = sqlx::query_as(
                 "SELECT p.relname::text, c.relname::text FROM pg_constraint k \
                  JOIN pg_class p ON p.oid = k.confrelid JOIN pg_class c ON c.oid = k.conrelid \
                  WHERE k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))",
@@ -88,7 +112,21 @@ impl CacheDatabase for sqlx::Postgres {
             )
             .fetch_all(pool)
             .await?;
-            Ok((pairs, triggered))
+            // The system's own views (pg_catalog, information_schema) are never cached anyway.
+            // Temporary schemas stay: a view on a temporary table is temporary itself, and its
+            // definition names the table whose reads are never cached.
+            let views = sqlx::query_as(
+                "SELECT c.relname::text, pg_get_viewdef(c.oid) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(CatalogDependents {
+                cascades,
+                triggered,
+                views,
+            })
         })
     }
 
@@ -136,7 +174,7 @@ impl CacheDatabase for sqlx::MySql {
 
     fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>> {
         Box::pin(async move {
-            let pairs = sqlx::query_as(
+            let cascades = sqlx::query_as(
                 "SELECT CAST(REFERENCED_TABLE_NAME AS CHAR), CAST(TABLE_NAME AS CHAR) \
                  FROM information_schema.REFERENTIAL_CONSTRAINTS \
                  WHERE CONSTRAINT_SCHEMA = DATABASE() \
@@ -150,7 +188,20 @@ impl CacheDatabase for sqlx::MySql {
             )
             .fetch_all(pool)
             .await?;
-            Ok(lower(pairs, triggered))
+            // The definition is empty to a user without SHOW VIEW: such a view is then never
+            // cached, as any view whose definition cannot be analyzed.
+            let views = sqlx::query_as(
+                "SELECT CAST(TABLE_NAME AS CHAR), CAST(VIEW_DEFINITION AS CHAR) \
+                 FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(CatalogDependents {
+                cascades,
+                triggered,
+                views,
+            }
+            .lowercased())
         })
     }
 
@@ -180,7 +231,7 @@ impl CacheDatabase for sqlx::Sqlite {
 
     fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>> {
         Box::pin(async move {
-            let pairs = sqlx::query_as(
+            let cascades = sqlx::query_as(
                 "SELECT f.\"table\", m.name FROM sqlite_master m \
                  JOIN pragma_foreign_key_list(m.name) f \
                  WHERE m.type = 'table' \
@@ -193,7 +244,16 @@ impl CacheDatabase for sqlx::Sqlite {
             )
             .fetch_all(pool)
             .await?;
-            Ok(lower(pairs, triggered))
+            // SQLite keeps the whole CREATE VIEW statement.
+            let views = sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+                .fetch_all(pool)
+                .await?;
+            Ok(CatalogDependents {
+                cascades,
+                triggered,
+                views,
+            }
+            .lowercased())
         })
     }
 

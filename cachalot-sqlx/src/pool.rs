@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use cachalot_core::Cachalot;
+use cachalot_core::engine::CatalogViews;
 use cachalot_core::key::Namespace;
 use cachalot_core::signal::Invalidation;
 use cachalot_core::sql::IsolationLevel;
@@ -61,7 +62,7 @@ pub(crate) struct Shared {
     /// A `SET SESSION ... ISOLATION LEVEL` went through some pooled connection: the default
     /// no longer says what a transaction gets, so assume the strictest.
     session_isolation_changed: AtomicBool,
-    /// Foreign-key cascades and triggers, read from the catalog.
+    /// Foreign-key cascades, triggers and views, read from the catalog.
     pub(crate) dependents: crate::dependents::DependentsCell,
     /// Hashes of the statements already warned about, so each is logged once.
     warned: std::sync::Mutex<std::collections::HashSet<u64>>,
@@ -283,17 +284,109 @@ where
     }
 
     /// The foreign-key cascades and triggers of this database, read again when stale.
-    pub(crate) async fn dependents(&self) -> Arc<crate::dependents::Dependents> {
-        if let Some(fresh) = self.shared.dependents.fresh() {
-            return fresh;
-        }
-        let read = DB::dependents(&self.pool).await;
-        self.shared.dependents.set(read)
-    }
-
     pub(crate) fn session_isolation_changed(&self) {
         self.shared
             .session_isolation_changed
             .store(true, Ordering::Relaxed);
+    }
+}
+
+/// The catalog, which needs nothing of the pool but the pool: the cached functions' calls, whose
+/// bounds are the macros', read it too.
+impl<DB: CacheDatabase> CachedPool<DB> {
+    /// What the catalog says (cascades, triggers, views), read again if it is not fresh; the
+    /// views also go to the cache, which expands reads of them.
+    pub(crate) async fn dependents(&self) -> Arc<crate::dependents::Dependents> {
+        read_catalog(&self.pool, &self.cache, &self.database, &self.shared).await
+    }
+
+    /// On a miss: if the catalog is older than its refresh period, reads it again in a task
+    /// of its own (a view another process created is then followed), without making this
+    /// read wait.
+    pub(crate) fn refresh_catalog_if_old(&self) {
+        let cell = &self.shared.dependents;
+        if !cell.begin_refresh() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            cell.refreshed();
+            return;
+        };
+        let (pool, cache) = (self.pool.clone(), self.cache.clone());
+        let (database, shared) = (self.database.clone(), self.shared.clone());
+        handle.spawn(async move {
+            /// Ends the refresh however the task ends (a runtime shutting down drops it).
+            struct Refreshing<'a>(&'a crate::dependents::DependentsCell);
+            impl Drop for Refreshing<'_> {
+                fn drop(&mut self) {
+                    self.0.refreshed();
+                }
+            }
+            let _refreshing = Refreshing(&shared.dependents);
+            read_catalog(&pool, &cache, &database, &shared).await;
+        });
+    }
+
+    /// Reads the catalog again now: foreign keys, triggers and views created by another
+    /// process (a migration tool, say) are followed from here on, rather than within the
+    /// minute after which the catalog is read again anyway. Schema changes sent through the
+    /// adapter need no call.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let db = cachalot_sqlx::CachedPool::new(pool.clone());
+    /// sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, at TEXT)").execute(&db).await?;
+    /// let n: i64 = db.query_scalar("SELECT count(*) FROM items").fetch_one().await?;
+    /// // Behind the adapter's back:
+    /// sqlx::query("CREATE VIEW recent AS SELECT * FROM items WHERE at > datetime('now', '-1 day')")
+    ///     .execute(&pool)
+    ///     .await?;
+    /// db.refresh_catalog().await;
+    /// let recent: i64 = db.query_scalar("SELECT count(*) FROM recent").fetch_one().await?;
+    /// assert_eq!((n, recent), (0, 0));
+    /// // `recent` depends on the clock: never cached.
+    /// assert_eq!(db.stats().bypasses.not_cacheable, 1);
+    /// # Ok::<(), sqlx::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn refresh_catalog(&self) {
+        self.shared.dependents.mark_stale();
+        self.dependents().await;
+    }
+
+    /// Before a read that may be cached: the catalog is read first if it never was, or if a
+    /// schema change went through since (a view it created may call `now()`).
+    pub(crate) async fn catalog_for_reads(&self) {
+        if self.shared.dependents.must_read_first() {
+            Box::pin(self.dependents()).await;
+        }
+    }
+}
+
+/// Reads the catalog of `pool`'s database unless the last read is fresh.
+async fn read_catalog<DB: CacheDatabase>(
+    pool: &Pool<DB>,
+    cache: &Cachalot,
+    database: &Arc<str>,
+    shared: &Shared,
+) -> Arc<crate::dependents::Dependents> {
+    let cell = &shared.dependents;
+    if let Some(fresh) = cell.fresh() {
+        return fresh;
+    }
+    let start = cell.start();
+    match DB::dependents(pool).await {
+        Ok(catalog) => {
+            let analyzer = cache.analyzer(DB::DIALECT);
+            let mut views = CatalogViews::new();
+            for (name, definition) in &catalog.views {
+                views.define(analyzer, name.as_str(), definition);
+            }
+            cell.set(start, Ok((catalog, &views)), |views| {
+                cache.set_views(database, views.clone());
+            })
+        }
+        Err(e) => cell.set(start, Err(e), |_| {}),
     }
 }

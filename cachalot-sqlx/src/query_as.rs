@@ -204,6 +204,9 @@ where
                     let writes = WriteSet::from_analysis(&analysis);
                     return Box::pin(pool.invalidation(writes).around(fetch())).await;
                 }
+                if !pool.bypass_reads {
+                    pool.catalog_for_reads().await;
+                }
                 match cache.decide(&pool.database, &analysis) {
                     Decision::Cache(_) if pool.bypass_reads => {
                         cache.record_bypass(BypassReason::Disabled);
@@ -215,6 +218,7 @@ where
                         match cache.probe(&reads, &key, &options).hit() {
                             Ok(value) => Ok(value),
                             Err(probe) => {
+                                pool.refresh_catalog_if_old();
                                 let read =
                                     cache.read_probed(probe, &reads, key, options, weigh, fetch);
                                 Box::pin(read).await
