@@ -866,3 +866,100 @@ each_database! {
         assert_eq!(count().await.unwrap(), 1, "written through the view");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_partitions_inheritance_and_rules_are_followed() {
+    let cache = scenario_cache();
+    let Some(ctx) = Ctx::postgres(cache.clone()).await else {
+        return;
+    };
+    exec!(
+        ctx,
+        "CREATE TABLE readings (at INT NOT NULL, v INT) PARTITION BY RANGE (at)"
+    );
+    exec!(
+        ctx,
+        "CREATE TABLE readings_low PARTITION OF readings FOR VALUES FROM (0) TO (100)"
+    );
+    exec!(
+        ctx,
+        "CREATE TABLE readings_high PARTITION OF readings FOR VALUES FROM (100) TO (200)"
+    );
+    exec!(ctx, "CREATE TABLE animals (name TEXT)");
+    exec!(ctx, "CREATE TABLE dogs (barks BOOLEAN) INHERITS (animals)");
+    exec!(ctx, "CREATE TABLE inbox (n INT)");
+    exec!(ctx, "CREATE TABLE outbox (n INT)");
+    exec!(
+        ctx,
+        "CREATE RULE copy_out AS ON INSERT TO inbox DO ALSO INSERT INTO outbox VALUES (NEW.n)"
+    );
+    let readings = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM readings")
+            .fetch_one()
+    };
+    let low = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM readings_low")
+            .fetch_one()
+    };
+    let animals = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM animals")
+            .fetch_one()
+    };
+    let dogs = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM dogs")
+            .fetch_one()
+    };
+    let outbox = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM outbox")
+            .fetch_one()
+    };
+    for _ in 0..2 {
+        assert_eq!(readings().await.unwrap(), 0);
+        assert_eq!(low().await.unwrap(), 0);
+        assert_eq!(animals().await.unwrap(), 0);
+        assert_eq!(dogs().await.unwrap(), 0);
+        assert_eq!(outbox().await.unwrap(), 0);
+    }
+    assert_eq!(cache.stats().hits, 5);
+    // Into a partition: the partitioned table's rows changed too.
+    exec!(ctx, "INSERT INTO readings_low VALUES (5, 1)");
+    assert_eq!(
+        readings().await.unwrap(),
+        1,
+        "a partition's write shows in its table"
+    );
+    // Into the partitioned table: the row lands in a partition.
+    exec!(ctx, "INSERT INTO readings VALUES (7, 1)");
+    assert_eq!(
+        low().await.unwrap(),
+        2,
+        "a table's write lands in its partition"
+    );
+    // Inheritance: a child's rows are its parent's, and a parent's DELETE reaches them.
+    exec!(ctx, "INSERT INTO dogs VALUES ('rex', true)");
+    assert_eq!(
+        animals().await.unwrap(),
+        1,
+        "a child's write shows in its parent"
+    );
+    assert_eq!(dogs().await.unwrap(), 1);
+    exec!(ctx, "DELETE FROM animals");
+    assert_eq!(
+        dogs().await.unwrap(),
+        0,
+        "a parent's DELETE reaches its child"
+    );
+    // A rule writes a table the statement does not name.
+    exec!(ctx, "INSERT INTO inbox VALUES (1)");
+    assert_eq!(
+        outbox().await.unwrap(),
+        1,
+        "what the rule wrote is not stale"
+    );
+    ctx.cleanup().await;
+}

@@ -24,8 +24,8 @@ pub trait CacheDatabase: Database {
 
     /// Reads from the catalog what the SQL of a statement does not show: the `(parent,
     /// child)` pairs of foreign keys whose `ON DELETE` / `ON UPDATE` action changes the child,
-    /// the tables that have triggers, and the views with their definitions. Names as the
-    /// analyzer normalizes them.
+    /// the tables that have triggers, the views with their definitions, and the tables that
+    /// inherit from others. Names as the analyzer normalizes them.
     fn dependents(pool: &Pool<Self>) -> BoxFuture<'_, Result<CatalogDependents, sqlx::Error>>;
 }
 
@@ -35,11 +35,14 @@ pub trait CacheDatabase: Database {
 pub struct CatalogDependents {
     /// Foreign keys whose action changes the child, as `(parent, child)`.
     pub cascades: Vec<(String, String)>,
-    /// Tables with triggers.
+    /// Tables with triggers (or PostgreSQL rules that write).
     pub triggered: Vec<String>,
     /// Views, as `(name, definition)`: the definition is the view's query, or its whole
     /// `CREATE VIEW` statement.
     pub views: Vec<(String, String)>,
+    /// Tables whose rows are also another's, as `(parent, child)`: PostgreSQL's partitions
+    /// and inheriting tables. A write to either changes the other.
+    pub inherits: Vec<(String, String)>,
 }
 
 impl CatalogDependents {
@@ -60,6 +63,11 @@ impl CatalogDependents {
                 .views
                 .into_iter()
                 .map(|(name, definition)| (name.to_lowercase(), definition))
+                .collect(),
+            inherits: self
+                .inherits
+                .into_iter()
+                .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
                 .collect(),
         }
     }
@@ -106,9 +114,19 @@ impl CacheDatabase for sqlx::Postgres {
             )
             .fetch_all(pool)
             .await?;
+            // A rule other than a view's SELECT may write anything, as a trigger.
             let triggered = sqlx::query_scalar(
-                "SELECT DISTINCT c.relname::text FROM pg_trigger t \
-                 JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal",
+                "SELECT c.relname::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal \
+                 UNION SELECT c.relname::text FROM pg_rewrite r \
+                 JOIN pg_class c ON c.oid = r.ev_class WHERE r.ev_type <> '1'",
+            )
+            .fetch_all(pool)
+            .await?;
+            // A partition's or an inheriting table's rows are also its parent's.
+            let inherits = sqlx::query_as(
+                "SELECT p.relname::text, c.relname::text FROM pg_inherits i \
+                 JOIN pg_class p ON p.oid = i.inhparent JOIN pg_class c ON c.oid = i.inhrelid",
             )
             .fetch_all(pool)
             .await?;
@@ -126,6 +144,7 @@ impl CacheDatabase for sqlx::Postgres {
                 cascades,
                 triggered,
                 views,
+                inherits,
             })
         })
     }
@@ -200,6 +219,7 @@ impl CacheDatabase for sqlx::MySql {
                 cascades,
                 triggered,
                 views,
+                inherits: Vec::new(),
             }
             .lowercased())
         })
@@ -252,6 +272,7 @@ impl CacheDatabase for sqlx::Sqlite {
                 cascades,
                 triggered,
                 views,
+                inherits: Vec::new(),
             }
             .lowercased())
         })

@@ -1,9 +1,11 @@
-//! Writes the SQL does not show: foreign-key cascades, triggers and views.
+//! Writes the SQL does not show: foreign-key cascades, triggers and rules, views, and
+//! inheritance.
 //!
 //! `DELETE FROM owners` also deletes (or nulls) the rows of tables whose foreign keys say
-//! `ON DELETE CASCADE / SET NULL / SET DEFAULT`, a trigger may write anything, a write to a
-//! table changes the views on it, and a write through an updatable view changes the tables
-//! behind it. The adapter reads these from the catalog and widens every write with them, so
+//! `ON DELETE CASCADE / SET NULL / SET DEFAULT`, a trigger (or a PostgreSQL rule) may write
+//! anything, a write to a table changes the views on it, a write through an updatable view
+//! changes the tables behind it, and a partition's rows (or an inheriting table's) are its
+//! parent's. The adapter reads these from the catalog and widens every write with them, so
 //! none of them leaves a stale entry behind. (Reads of a view also read the tables behind it:
 //! see [`CatalogViews`].)
 
@@ -230,7 +232,14 @@ impl DependentsCell {
     ) -> Arc<Dependents> {
         let views = read.as_ref().ok().map(|(_, views)| *views);
         let dependents = Arc::new(match read {
-            Ok((catalog, views)) => Dependents::new(catalog.cascades, catalog.triggered, views),
+            Ok((catalog, views)) => {
+                let mut edges = catalog.cascades;
+                for (parent, child) in catalog.inherits {
+                    edges.push((child.clone(), parent.clone()));
+                    edges.push((parent, child));
+                }
+                Dependents::new(edges, catalog.triggered, views)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cachalot: could not read foreign keys, triggers and views; every write invalidates the whole database until it can");
                 Dependents::unknown()
