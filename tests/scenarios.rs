@@ -963,3 +963,86 @@ async fn postgres_partitions_inheritance_and_rules_are_followed() {
     );
     ctx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sequences_and_row_level_security_are_never_cached() {
+    let cache = scenario_cache();
+    let Some(ctx) = Ctx::postgres(cache.clone()).await else {
+        return;
+    };
+    exec!(
+        ctx,
+        "CREATE TABLE docs (id BIGSERIAL PRIMARY KEY, tenant TEXT)"
+    );
+    exec!(ctx, "CREATE SEQUENCE tickets");
+    // A policy on a session setting: two sessions see two sets of rows for one SQL.
+    exec!(ctx, "ALTER TABLE docs ENABLE ROW LEVEL SECURITY");
+    exec!(
+        ctx,
+        "CREATE POLICY own ON docs USING (tenant = current_setting('app.tenant', true))"
+    );
+    exec!(ctx, "CREATE VIEW docs_seen AS SELECT * FROM docs");
+    exec!(ctx, "CREATE TABLE plain (id INT)");
+    let before = cache.stats();
+    for sql in [
+        "SELECT last_value FROM tickets",
+        "SELECT count(*) FROM docs",
+        "SELECT count(*) FROM docs_seen",
+    ] {
+        for _ in 0..2 {
+            let _: i64 = ctx.db.query_scalar(sql).fetch_one().await.unwrap();
+        }
+    }
+    let after = cache.stats();
+    assert_eq!((after.misses, after.hits), (before.misses, before.hits));
+    assert_eq!(
+        after.bypasses.not_cacheable - before.bypasses.not_cacheable,
+        6
+    );
+    // The sequence moves with no write naming it.
+    let _: i64 = sqlx::query_scalar("SELECT nextval('tickets')")
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
+    let last: i64 = ctx
+        .db
+        .query_scalar("SELECT last_value FROM tickets")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(last, 1);
+    // Other tables are cached as ever.
+    let plain = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM plain")
+            .fetch_one()
+    };
+    assert_eq!((plain().await.unwrap(), plain().await.unwrap()), (0, 0));
+    assert_eq!(cache.stats().hits, after.hits + 1);
+    ctx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_sequences_are_never_cached() {
+    let cache = scenario_cache();
+    let Some(ctx) = Ctx::mysql(cache.clone()).await else {
+        return;
+    };
+    exec!(ctx, "CREATE SEQUENCE tickets");
+    let before = cache.stats();
+    for _ in 0..2 {
+        let _: i64 = ctx
+            .db
+            .query_scalar("SELECT next_not_cached_value FROM tickets")
+            .fetch_one()
+            .await
+            .unwrap();
+    }
+    let after = cache.stats();
+    assert_eq!((after.misses, after.hits), (before.misses, before.hits));
+    assert_eq!(
+        after.bypasses.not_cacheable - before.bypasses.not_cacheable,
+        2
+    );
+    ctx.cleanup().await;
+}

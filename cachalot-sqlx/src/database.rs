@@ -43,6 +43,9 @@ pub struct CatalogDependents {
     /// Tables whose rows are also another's, as `(parent, child)`: PostgreSQL's partitions
     /// and inheriting tables. A write to either changes the other.
     pub inherits: Vec<(String, String)>,
+    /// Tables whose reads are never cached: their rows change without a write naming them
+    /// (sequences, foreign tables) or differ by session (row-level security).
+    pub never_cached: Vec<String>,
 }
 
 impl CatalogDependents {
@@ -68,6 +71,11 @@ impl CatalogDependents {
                 .inherits
                 .into_iter()
                 .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
+                .collect(),
+            never_cached: self
+                .never_cached
+                .into_iter()
+                .map(|t| t.to_lowercase())
                 .collect(),
         }
     }
@@ -140,11 +148,22 @@ impl CacheDatabase for sqlx::Postgres {
             )
             .fetch_all(pool)
             .await?;
+            // A policy may read current_user or current_setting(): the same SQL returns
+            // other rows to another session.
+            let never_cached = sqlx::query_scalar(
+                "SELECT c.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE (c.relkind IN ('S', 'f') OR c.relrowsecurity) \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .fetch_all(pool)
+            .await?;
             Ok(CatalogDependents {
                 cascades,
                 triggered,
                 views,
                 inherits,
+                never_cached,
             })
         })
     }
@@ -215,11 +234,19 @@ impl CacheDatabase for sqlx::MySql {
             )
             .fetch_all(pool)
             .await?;
+            // MariaDB's sequences are read as tables; nextval() changes them.
+            let never_cached = sqlx::query_scalar(
+                "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'",
+            )
+            .fetch_all(pool)
+            .await?;
             Ok(CatalogDependents {
                 cascades,
                 triggered,
                 views,
                 inherits: Vec::new(),
+                never_cached,
             }
             .lowercased())
         })
@@ -273,6 +300,7 @@ impl CacheDatabase for sqlx::Sqlite {
                 triggered,
                 views,
                 inherits: Vec::new(),
+                never_cached: Vec::new(),
             }
             .lowercased())
         })

@@ -383,6 +383,9 @@ async fn read_catalog<DB: CacheDatabase>(
             for (name, definition) in &catalog.views {
                 views.define(analyzer, name.as_str(), definition);
             }
+            for table in &catalog.never_cached {
+                views.never_cached(table.as_str());
+            }
             cell.set(start, Ok((catalog, &views)), |views| {
                 cache.set_views(database, views.clone());
             })

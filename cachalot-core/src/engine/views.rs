@@ -1,5 +1,6 @@
 //! The views a database's catalog defines: a read of a view is a read of the tables behind
-//! it, and a view whose definition may not be cached (it calls `now()`, say) is never cached.
+//! it, and a view whose definition may not be cached (it calls `now()`, say) is never cached;
+//! nor is a table whose rows change without a write, or differ by session.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::sql::Analyzer;
 
-/// The views of one database, from its catalog (the SQLx adapter reads it), for
-/// [`Cachalot::set_views`](crate::Cachalot::set_views).
+/// The views of one database, from its catalog (the SQLx adapter reads it), and its tables
+/// whose reads are never cached, for [`Cachalot::set_views`](crate::Cachalot::set_views).
 ///
 /// Views declared with [`view`](crate::CachalotBuilder::view) are expanded by the analyzer
 /// itself, in every database; these are one database's own.
@@ -29,6 +30,8 @@ use crate::sql::Analyzer;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogViews {
     views: BTreeMap<String, Behind>,
+    /// Tables whose rows change without a write naming them, or differ by session.
+    never_cached: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +65,27 @@ impl CatalogViews {
         self.views.insert(name.into(), behind);
     }
 
-    /// Whether there are none.
+    /// Marks `name` as a table whose reads are never cached: its rows change without a write
+    /// naming it (a sequence, a foreign table) or differ from session to session (row-level
+    /// security). Reads of a view on it are not cached either.
+    ///
+    /// ```
+    /// use cachalot_core::engine::CatalogViews;
+    /// use cachalot_core::sql::{Analyzer, Dialect};
+    ///
+    /// let mut views = CatalogViews::new();
+    /// views.never_cached("tenant_rows");
+    /// views.define(&Analyzer::new(Dialect::Postgres), "mine", "SELECT * FROM tenant_rows");
+    /// assert_eq!(views.expand(["mine"]), None);
+    /// assert!(!views.contains("tenant_rows"), "not a view");
+    /// ```
+    pub fn never_cached(&mut self, name: impl Into<String>) {
+        self.never_cached.insert(name.into());
+    }
+
+    /// Whether there are no views and no tables never cached.
     pub fn is_empty(&self) -> bool {
-        self.views.is_empty()
+        self.views.is_empty() && self.never_cached.is_empty()
     }
 
     /// Whether `name` is one of the views.
@@ -87,7 +108,8 @@ impl CatalogViews {
     }
 
     /// `tables` and, for every view among them, what it reads (views of views to the
-    /// tables), sorted and without duplicates; `None` if one of the views may not be cached.
+    /// tables), sorted and without duplicates; `None` if one of the views may not be cached,
+    /// or one of the tables reached is [never cached](Self::never_cached).
     ///
     /// ```
     /// use cachalot_core::engine::CatalogViews;
@@ -105,6 +127,9 @@ impl CatalogViews {
         while let Some(table) = todo.pop() {
             if !reached.insert(table) {
                 continue;
+            }
+            if self.never_cached.contains(table) {
+                return None;
             }
             match self.views.get(table) {
                 None => {}
