@@ -51,32 +51,23 @@ pub struct CatalogDependents {
 impl CatalogDependents {
     /// With the names lowercased, as the analyzer folds them (MySQL, SQLite).
     fn lowercased(self) -> Self {
+        let names = |names: Vec<String>| names.iter().map(|t| t.to_lowercase()).collect();
+        let pairs = |pairs: Vec<(String, String)>| {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_lowercase(), b.to_lowercase()))
+                .collect()
+        };
         CatalogDependents {
-            cascades: self
-                .cascades
-                .into_iter()
-                .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
-                .collect(),
-            triggered: self
-                .triggered
-                .into_iter()
-                .map(|t| t.to_lowercase())
-                .collect(),
+            cascades: pairs(self.cascades),
+            triggered: names(self.triggered),
             views: self
                 .views
                 .into_iter()
                 .map(|(name, definition)| (name.to_lowercase(), definition))
                 .collect(),
-            inherits: self
-                .inherits
-                .into_iter()
-                .map(|(p, c)| (p.to_lowercase(), c.to_lowercase()))
-                .collect(),
-            never_cached: self
-                .never_cached
-                .into_iter()
-                .map(|t| t.to_lowercase())
-                .collect(),
+            inherits: pairs(self.inherits),
+            never_cached: names(self.never_cached),
         }
     }
 }
@@ -245,8 +236,8 @@ impl CacheDatabase for sqlx::MySql {
                 cascades,
                 triggered,
                 views,
-                inherits: Vec::new(),
                 never_cached,
+                ..CatalogDependents::default()
             }
             .lowercased())
         })
@@ -299,8 +290,7 @@ impl CacheDatabase for sqlx::Sqlite {
                 cascades,
                 triggered,
                 views,
-                inherits: Vec::new(),
-                never_cached: Vec::new(),
+                ..CatalogDependents::default()
             }
             .lowercased())
         })
