@@ -295,7 +295,8 @@ impl Cachalot {
             .read_sets
             .get(database, analysis, &self.inner.views)
         else {
-            // A view whose rows may change without a write (`now()` in its definition).
+            // From the catalog: a view whose definition may not be cached (`now()`), or a
+            // table whose rows change without a write naming it (a sequence).
             return Decision::Bypass(BypassReason::NotCacheable);
         };
         match self.inner.bypass_reason(reads.ids()) {
