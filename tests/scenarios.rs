@@ -1046,3 +1046,70 @@ async fn mariadb_sequences_are_never_cached() {
     );
     ctx.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_functions_are_taken_at_the_catalogs_word() {
+    let cache = scenario_cache();
+    let Some(ctx) = Ctx::postgres(cache.clone()).await else {
+        return;
+    };
+    exec!(ctx, "CREATE TABLE items (id INT PRIMARY KEY)");
+    exec!(ctx, "CREATE TABLE prices (id INT PRIMARY KEY, p INT)");
+    exec!(ctx, "CREATE TABLE counters (n INT)");
+    exec!(ctx, "INSERT INTO items VALUES (1), (2)");
+    exec!(ctx, "INSERT INTO prices VALUES (1, 10)");
+    exec!(ctx, "INSERT INTO counters VALUES (0)");
+    exec!(
+        ctx,
+        "CREATE FUNCTION double_it(x INT) RETURNS INT IMMUTABLE LANGUAGE sql AS 'SELECT x * 2'"
+    );
+    exec!(
+        ctx,
+        "CREATE FUNCTION price_of(i INT) RETURNS INT STABLE LANGUAGE sql AS 'SELECT p FROM prices WHERE id = i'"
+    );
+    exec!(
+        ctx,
+        "CREATE FUNCTION bump() RETURNS INT VOLATILE LANGUAGE sql AS 'UPDATE counters SET n = n + 1 RETURNING n'"
+    );
+    // IMMUTABLE: cached, and invalidated by a write to the table read.
+    let doubled = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT sum(double_it(id))::bigint FROM items")
+            .fetch_one()
+    };
+    assert_eq!((doubled().await.unwrap(), doubled().await.unwrap()), (6, 6));
+    assert_eq!(
+        cache.stats().hits,
+        1,
+        "a query of an IMMUTABLE function is cached"
+    );
+    exec!(ctx, "INSERT INTO items VALUES (3)");
+    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(doubled().await.unwrap(), 12);
+    let hits = cache.stats().hits;
+    // STABLE: never cached, and it invalidates nothing.
+    let price = || ctx.db.query_scalar::<i32>("SELECT price_of(1)").fetch_one();
+    assert_eq!((price().await.unwrap(), price().await.unwrap()), (10, 10));
+    exec!(ctx, "UPDATE prices SET p = 11");
+    assert_eq!(price().await.unwrap(), 11, "the function's table changed");
+    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(
+        cache.stats().hits,
+        hits + 1,
+        "a STABLE function's call invalidated nothing"
+    );
+    // VOLATILE: may write anything, so it invalidates everything.
+    let n: i32 = sqlx::query_scalar("SELECT bump()")
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let misses = cache.stats().misses;
+    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(
+        cache.stats().misses,
+        misses + 1,
+        "a VOLATILE function's call invalidated everything"
+    );
+    ctx.cleanup().await;
+}

@@ -128,7 +128,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
         pool.catalog_for_reads().await;
         let mut tables: Vec<String> = Vec::new();
         for sql in sqls {
-            let analysis = cache.analyze(DB::DIALECT, sql);
+            let analysis = cache.analyze_in(&pool.database, DB::DIALECT, sql);
             match cache.decide(&pool.database, &analysis) {
                 Decision::Cache(reads) => tables.extend(reads.tables().map(str::to_owned)),
                 Decision::Bypass(reason) => {

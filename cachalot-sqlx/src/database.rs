@@ -46,6 +46,9 @@ pub struct CatalogDependents {
     /// Tables whose reads are never cached: their rows change without a write naming them
     /// (sequences, foreign tables) or differ by session (row-level security).
     pub never_cached: Vec<String>,
+    /// Functions that write nothing, as `(name, deterministic)`: PostgreSQL's `IMMUTABLE`
+    /// (deterministic) and `STABLE` ones, where no overload of the name is `VOLATILE`.
+    pub functions: Vec<(String, bool)>,
 }
 
 impl CatalogDependents {
@@ -68,6 +71,11 @@ impl CatalogDependents {
                 .collect(),
             inherits: pairs(self.inherits),
             never_cached: names(self.never_cached),
+            functions: self
+                .functions
+                .into_iter()
+                .map(|(name, deterministic)| (name.to_lowercase(), deterministic))
+                .collect(),
         }
     }
 }
@@ -149,12 +157,22 @@ impl CacheDatabase for sqlx::Postgres {
             )
             .fetch_all(pool)
             .await?;
+            // PostgreSQL itself refuses a write inside a function that is not VOLATILE; the
+            // extensions' (PostGIS's st_* ...) are mostly IMMUTABLE.
+            let functions = sqlx::query_as(
+                "SELECT proname::text, bool_and(provolatile = 'i') FROM pg_proc \
+                 WHERE prokind IN ('f', 'a', 'w') GROUP BY proname \
+                 HAVING bool_and(provolatile <> 'v')",
+            )
+            .fetch_all(pool)
+            .await?;
             Ok(CatalogDependents {
                 cascades,
                 triggered,
                 views,
                 inherits,
                 never_cached,
+                functions,
             })
         })
     }

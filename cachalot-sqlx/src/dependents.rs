@@ -7,14 +7,14 @@
 //! changes the tables behind it, and a partition's rows (or an inheriting table's) are its
 //! parent's. The adapter reads these from the catalog and widens every write with them, so
 //! none of them leaves a stale entry behind. (Reads of a view also read the tables behind it:
-//! see [`CatalogViews`].)
+//! see [`Catalog`].)
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use cachalot_core::engine::{CatalogViews, WriteSet};
+use cachalot_core::engine::{Catalog, WriteSet};
 
 /// Another process may change the schema; read the catalog again after this long.
 const REFRESH: Duration = Duration::from_secs(60);
@@ -40,7 +40,7 @@ impl Dependents {
     pub(crate) fn new(
         edges: Vec<(String, String)>,
         triggered: Vec<String>,
-        views: &CatalogViews,
+        views: &Catalog,
     ) -> Self {
         let mut direct: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (parent, child) in edges {
@@ -227,8 +227,8 @@ impl DependentsCell {
     pub(crate) fn set(
         &self,
         start: u64,
-        read: Result<(crate::database::CatalogDependents, &CatalogViews), sqlx::Error>,
-        publish: impl FnOnce(&CatalogViews),
+        read: Result<(crate::database::CatalogDependents, &Catalog), sqlx::Error>,
+        publish: impl FnOnce(&Catalog),
     ) -> Arc<Dependents> {
         let views = read.as_ref().ok().map(|(_, views)| *views);
         let dependents = Arc::new(match read {
@@ -282,7 +282,7 @@ mod tests {
                 ("other".into(), "x".into()),
             ],
             vec![],
-            &CatalogViews::new(),
+            &Catalog::new(),
         );
         let mut writes = WriteSet::tables(["owners"]);
         deps.widen(&mut writes);
@@ -294,7 +294,7 @@ mod tests {
         let deps = Dependents::new(
             vec![("a".into(), "b".into()), ("b".into(), "a".into())],
             vec![],
-            &CatalogViews::new(),
+            &Catalog::new(),
         );
         let mut writes = WriteSet::tables(["a"]);
         deps.widen(&mut writes);
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn views_change_with_their_tables_and_writes_through_them_change_the_tables() {
         let analyzer = Analyzer::new(Dialect::Postgres);
-        let mut views = CatalogViews::new();
+        let mut views = Catalog::new();
         views.define(&analyzer, "busy", "SELECT * FROM owners JOIN items ON true");
         views.define(&analyzer, "busiest", "SELECT * FROM busy WHERE n > 3");
         views.define(&analyzer, "recent", "SELECT * FROM items WHERE at > now()");
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn triggers_and_unknown_catalogs_invalidate_everything() {
-        let deps = Dependents::new(vec![], vec!["audited".into()], &CatalogViews::new());
+        let deps = Dependents::new(vec![], vec!["audited".into()], &Catalog::new());
         let mut writes = WriteSet::tables(["audited"]);
         deps.widen(&mut writes);
         assert!(writes.is_all());
@@ -350,7 +350,7 @@ mod tests {
         let deps = Dependents::new(
             vec![("owners".into(), "items".into())],
             vec!["items".into()],
-            &CatalogViews::new(),
+            &Catalog::new(),
         );
         let mut writes = WriteSet::tables(["owners"]);
         deps.widen(&mut writes);

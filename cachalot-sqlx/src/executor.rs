@@ -128,7 +128,9 @@ where
             Ok(forwarded) => forwarded,
             Err(e) => return Routed::Failed(e),
         };
-        let analysis = self.cache.analyze(DB::DIALECT, forwarded.sql.as_str());
+        let analysis = self
+            .cache
+            .analyze_in(&self.database, DB::DIALECT, forwarded.sql.as_str());
         // Records the tables a statement creates TEMPORARY, whatever else it does.
         let _ = self.cache.decide(&self.database, &analysis);
         if let Some(cachalot_core::sql::TransactionControl::SetTransaction {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use cachalot_core::Cachalot;
-use cachalot_core::engine::CatalogViews;
+use cachalot_core::engine::Catalog;
 use cachalot_core::key::Namespace;
 use cachalot_core::signal::Invalidation;
 use cachalot_core::sql::IsolationLevel;
@@ -379,15 +379,21 @@ async fn read_catalog<DB: CacheDatabase>(
     match DB::dependents(pool).await {
         Ok(catalog) => {
             let analyzer = cache.analyzer(DB::DIALECT);
-            let mut views = CatalogViews::new();
+            let mut known = Catalog::new();
             for (name, definition) in &catalog.views {
-                views.define(analyzer, name.as_str(), definition);
+                known.define(analyzer, name.as_str(), definition);
             }
             for table in &catalog.never_cached {
-                views.never_cached(table.as_str());
+                known.never_cached(table.as_str());
             }
-            cell.set(start, Ok((catalog, &views)), |views| {
-                cache.set_views(database, views.clone());
+            for (function, deterministic) in &catalog.functions {
+                match deterministic {
+                    true => known.deterministic_function(function.as_str()),
+                    false => known.read_only_function(function.as_str()),
+                }
+            }
+            cell.set(start, Ok((catalog, &known)), |known| {
+                cache.set_catalog(database, known.clone());
             })
         }
         Err(e) => cell.set(start, Err(e), |_| {}),

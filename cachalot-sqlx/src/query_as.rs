@@ -182,7 +182,11 @@ where
         } = self;
         let pool = target.pool();
         let cache = &pool.cache;
-        let analysis = cache.analyze(DB::DIALECT, sql.as_str());
+        // A transaction holds a connection: it reads the catalog at BEGIN, never here.
+        if matches!(target, Target::Pool(_)) && !pool.bypass_reads {
+            pool.catalog_for_reads().await;
+        }
+        let analysis = cache.analyze_in(&pool.database, DB::DIALECT, sql.as_str());
         let mode = match rows {
             Rows::All => "all",
             Rows::First => "first",
@@ -203,9 +207,6 @@ where
                     // as the transaction's arm: a read's future need not hold a write's.
                     let writes = WriteSet::from_analysis(&analysis);
                     return Box::pin(pool.invalidation(writes).around(fetch())).await;
-                }
-                if !pool.bypass_reads {
-                    pool.catalog_for_reads().await;
                 }
                 match cache.decide(&pool.database, &analysis) {
                     Decision::Cache(_) if pool.bypass_reads => {

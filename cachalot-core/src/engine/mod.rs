@@ -16,6 +16,7 @@
 //!   transaction) and [`WriteGuard::finish`] after.
 
 mod calls;
+mod catalog;
 mod flight;
 mod leases;
 mod options;
@@ -23,12 +24,11 @@ mod pending;
 mod read;
 mod readsets;
 mod storing;
-mod views;
 mod write;
 
+pub use catalog::Catalog;
 pub use options::{Codec, ReadOptions};
 pub use read::{Decision, Probe, ReadSet};
-pub use views::CatalogViews;
 pub use write::{WriteGuard, WriteSet};
 
 use std::fmt;
@@ -93,8 +93,8 @@ pub(crate) struct Inner {
     signal: Signal,
     flights: flight::Flights,
     read_sets: readsets::ReadSets,
-    /// Each database's views, from its catalog.
-    views: views::ViewsByDatabase,
+    /// Each database's views, tables never cached and functions, from its catalog.
+    catalogs: catalog::Catalogs,
     pending: pending::Pending,
     /// Writes in flight with a remote backend, sharing their locks.
     leases: leases::Leases,
@@ -146,7 +146,7 @@ impl Cachalot {
                 signal: Signal::new(),
                 flights: flight::Flights::default(),
                 read_sets: readsets::ReadSets::default(),
-                views: views::ViewsByDatabase::default(),
+                catalogs: catalog::Catalogs::default(),
                 pending: pending::Pending::default(),
                 leases: leases::Leases::default(),
                 storing: storing::Storing::default(),
@@ -200,25 +200,61 @@ impl Cachalot {
         self.analyzer(dialect).analyze(sql)
     }
 
-    /// Sets the views of `database` as its catalog defines them (analyze their definitions
-    /// with [`analyzer`](Self::analyzer)), replacing those set before; the SQLx adapter does it
-    /// each time it reads the catalog. A read of a view is then also a read of the tables
-    /// behind it, which a write to any of them invalidates, and a read of a view whose
-    /// definition may not be cached bypasses the cache. Returns whether they changed.
+    /// Analyzes `sql` (memoized) as sent to `database`: as [`analyze`](Self::analyze), and if
+    /// it calls functions the analyzer does not know but `database`'s
+    /// [catalog](Self::set_catalog) does, as the catalog says they behave (a function that
+    /// writes nothing does not make the statement a write of everything).
     ///
     /// ```
     /// use std::sync::Arc;
     /// use cachalot_core::Cachalot;
-    /// use cachalot_core::engine::{CatalogViews, Decision};
+    /// use cachalot_core::engine::Catalog;
     /// use cachalot_core::sql::Dialect;
     ///
     /// let cachalot = Cachalot::default();
     /// let db: Arc<str> = Arc::from("app");
-    /// let mut views = CatalogViews::new();
+    /// let sql = "SELECT * FROM shops WHERE st_dwithin(location, $1, 500)";
+    /// assert!(cachalot.analyze_in(&db, Dialect::Postgres, sql).writes_all);
+    /// let mut catalog = Catalog::new();
+    /// catalog.deterministic_function("st_dwithin");
+    /// cachalot.set_catalog(&db, catalog);
+    /// let analysis = cachalot.analyze_in(&db, Dialect::Postgres, sql);
+    /// assert!(analysis.is_cacheable());
+    /// assert!(cachalot.analyze_in("other", Dialect::Postgres, sql).writes_all);
+    /// ```
+    pub fn analyze_in(&self, database: &str, dialect: Dialect, sql: &str) -> Arc<Analysis> {
+        let analysis = self.analyze(dialect, sql);
+        if analysis.unknown_functions.is_empty() {
+            return analysis;
+        }
+        let base = self.analyzer(dialect).config();
+        self.inner
+            .catalogs
+            .analyze(database, dialect, base, &analysis.unknown_functions, sql)
+            .unwrap_or(analysis)
+    }
+
+    /// Sets what `database`'s catalog says (its views, with their definitions analyzed by
+    /// [`analyzer`](Self::analyzer); its tables never cached; its functions), replacing what
+    /// was set before; the SQLx adapter does it each time it reads the catalog. A read of a
+    /// view is then also a read of the tables behind it, which a write to any of them
+    /// invalidates; a read of a view whose definition may not be cached, or of a table never
+    /// cached, bypasses the cache; and [`analyze_in`](Self::analyze_in) follows the functions.
+    /// Returns whether anything changed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cachalot_core::Cachalot;
+    /// use cachalot_core::engine::{Catalog, Decision};
+    /// use cachalot_core::sql::Dialect;
+    ///
+    /// let cachalot = Cachalot::default();
+    /// let db: Arc<str> = Arc::from("app");
+    /// let mut catalog = Catalog::new();
     /// let analyzer = cachalot.analyzer(Dialect::Postgres);
-    /// views.define(analyzer, "busy_owners", "SELECT o.* FROM owners o JOIN items i ON i.owner = o.id");
-    /// views.define(analyzer, "recent", "SELECT * FROM items WHERE at > now() - interval '1 day'");
-    /// assert!(cachalot.set_views(&db, views));
+    /// catalog.define(analyzer, "busy_owners", "SELECT o.* FROM owners o JOIN items i ON i.owner = o.id");
+    /// catalog.define(analyzer, "recent", "SELECT * FROM items WHERE at > now() - interval '1 day'");
+    /// assert!(cachalot.set_catalog(&db, catalog));
     ///
     /// let read = cachalot.analyze(Dialect::Postgres, "SELECT * FROM busy_owners");
     /// let Decision::Cache(reads) = cachalot.decide(&db, &read) else { panic!() };
@@ -226,13 +262,13 @@ impl Cachalot {
     /// let recent = cachalot.analyze(Dialect::Postgres, "SELECT count(*) FROM recent");
     /// assert!(matches!(cachalot.decide(&db, &recent), Decision::Bypass(_)));
     /// ```
-    pub fn set_views(&self, database: &Arc<str>, views: CatalogViews) -> bool {
-        self.inner.views.set(database, views)
+    pub fn set_catalog(&self, database: &Arc<str>, catalog: Catalog) -> bool {
+        self.inner.catalogs.set(database, catalog)
     }
 
-    /// The views set for `database` with [`set_views`](Self::set_views), if any.
-    pub fn views(&self, database: &str) -> Option<Arc<CatalogViews>> {
-        self.inner.views.of(database)
+    /// The catalog set for `database` with [`set_catalog`](Self::set_catalog), if any.
+    pub fn catalog(&self, database: &str) -> Option<Arc<Catalog>> {
+        self.inner.catalogs.of(database)
     }
 
     /// Starts the key of `sql` sent to `database`, under the configured key prefix; add the

@@ -293,7 +293,7 @@ impl Cachalot {
         let Some(reads) = self
             .inner
             .read_sets
-            .get(database, analysis, &self.inner.views)
+            .get(database, analysis, &self.inner.catalogs)
         else {
             // From the catalog: a view whose definition may not be cached (`now()`), or a
             // table whose rows change without a write naming it (a sequence).

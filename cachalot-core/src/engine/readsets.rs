@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use super::catalog::Catalogs;
 use super::read::ReadSet;
-use super::views::ViewsByDatabase;
 use crate::hashing::BuildMix;
 use crate::sql::Analysis;
 
@@ -45,7 +45,7 @@ impl ReadSets {
         &self,
         database: &Arc<str>,
         analysis: &Arc<Analysis>,
-        views: &ViewsByDatabase,
+        views: &Catalogs,
     ) -> Option<ReadSet> {
         let key = (
             Arc::as_ptr(analysis) as usize,
@@ -88,7 +88,7 @@ mod tests {
         let analyzer = Analyzer::new(Dialect::Postgres);
         let a = analyzer.analyze("SELECT * FROM b JOIN a ON a.id = b.id");
         let (one, two): (Arc<str>, Arc<str>) = (Arc::from("one"), Arc::from("two"));
-        let views = ViewsByDatabase::default();
+        let views = Catalogs::default();
         let first = sets.get(&one, &a, &views).unwrap();
         assert_eq!(first.tables().collect::<Vec<_>>(), ["a", "b"]);
         assert!(std::ptr::eq(
@@ -102,17 +102,17 @@ mod tests {
 
     #[test]
     fn read_sets_follow_the_views_of_their_database() {
-        use crate::engine::CatalogViews;
+        use crate::engine::Catalog;
         let sets = ReadSets::default();
         let analyzer = Analyzer::new(Dialect::Postgres);
         let a = analyzer.analyze("SELECT * FROM busy");
         let (one, two): (Arc<str>, Arc<str>) = (Arc::from("one"), Arc::from("two"));
-        let views = ViewsByDatabase::default();
+        let views = Catalogs::default();
         let names = |reads: Option<ReadSet>| -> Vec<String> {
             reads.unwrap().tables().map(str::to_owned).collect()
         };
         assert_eq!(names(sets.get(&one, &a, &views)), ["busy"]);
-        let mut defined = CatalogViews::new();
+        let mut defined = Catalog::new();
         defined.define(&analyzer, "busy", "SELECT * FROM items JOIN owners ON true");
         views.set(&one, defined);
         // Built again: the generation moved.
@@ -121,7 +121,7 @@ mod tests {
             ["busy", "items", "owners"]
         );
         assert_eq!(names(sets.get(&two, &a, &views)), ["busy"]);
-        let mut volatile = CatalogViews::new();
+        let mut volatile = Catalog::new();
         volatile.define(&analyzer, "busy", "SELECT * FROM items WHERE at > now()");
         views.set(&one, volatile);
         assert!(sets.get(&one, &a, &views).is_none());
@@ -134,9 +134,7 @@ mod tests {
         let db: Arc<str> = Arc::from("db");
         for i in 0..SHARDS * SHARD_CAPACITY * 2 {
             let a = analyzer.analyze_uncached(&format!("SELECT {i} FROM t"));
-            let reads = sets
-                .get(&db, &Arc::new(a), &ViewsByDatabase::default())
-                .unwrap();
+            let reads = sets.get(&db, &Arc::new(a), &Catalogs::default()).unwrap();
             assert_eq!(reads.tables().collect::<Vec<_>>(), ["t"]);
         }
         for shard in &sets.shards {

@@ -60,12 +60,16 @@ pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> A
             writes_all: false,
             creates_temporary: Vec::new(),
             not_cacheable: Some(NotCacheable::NotAQuery),
+            unknown_functions: Vec::new(),
         },
         (Some(only), 1) => only,
         (Some(first), _) => analyses.fold(multiple(first), |mut acc, next| {
             acc.reads.extend(next.reads);
             acc.writes.extend(next.writes);
             acc.creates_temporary.extend(next.creates_temporary);
+            acc.unknown_functions.extend(next.unknown_functions);
+            acc.unknown_functions.sort();
+            acc.unknown_functions.dedup();
             acc.reads.sort();
             acc.reads.dedup();
             acc.writes.sort();
@@ -196,6 +200,7 @@ fn analyze_statement(
             writes_all,
             creates_temporary: Vec::new(),
             not_cacheable: Some(NotCacheable::Explain),
+            unknown_functions: inner.unknown_functions,
         };
     }
 
@@ -232,6 +237,7 @@ fn analyze_statement(
         writes_all: walk.writes_all,
         creates_temporary: walk.creates_temporary,
         not_cacheable,
+        unknown_functions: walk.unknown_functions.into_iter().collect(),
     }
 }
 
@@ -254,6 +260,7 @@ struct Walk<'c> {
     writes_all: bool,
     creates_temporary: Vec<Table>,
     reason: Option<NotCacheable>,
+    unknown_functions: BTreeSet<String>,
     depth: usize,
     nested_write: bool,
     /// A DDL statement that names no table and changes no row (`DROP INDEX name`).
@@ -277,6 +284,7 @@ impl<'c> Walk<'c> {
             writes_all: false,
             creates_temporary: Vec::new(),
             reason: None,
+            unknown_functions: BTreeSet::new(),
             depth: 0,
             nested_write: false,
             harmless_ddl: false,
@@ -336,18 +344,28 @@ impl<'c> Walk<'c> {
 
     fn function(&mut self, name: &ObjectName, args: usize) {
         let (schema, name) = names::function_name(name);
-        match functions::classify(
+        let config = self.config;
+        let verdict = match functions::classify(
             &name,
             schema.as_deref(),
             args,
-            &self.config.cacheable_functions,
+            &config.cacheable_functions,
         ) {
+            // What the database's catalog says, where the analyzer knows nothing.
+            Verdict::Unknown if config.catalog_deterministic.contains(&name) => {
+                Verdict::Deterministic
+            }
+            Verdict::Unknown if config.catalog_read_only.contains(&name) => Verdict::Volatile,
+            verdict => verdict,
+        };
+        match verdict {
             Verdict::Deterministic => {}
             Verdict::Volatile => self.not_cacheable(NotCacheable::Volatile(name)),
             Verdict::Unknown => {
                 // A function the analyzer does not know may also write tables
                 // (a PostgreSQL or MySQL function can run any statement).
                 self.writes_all = true;
+                self.unknown_functions.insert(name.clone());
                 self.not_cacheable(NotCacheable::UnknownFunction(name));
             }
         }

@@ -245,6 +245,11 @@ pub struct Analysis {
     pub creates_temporary: Vec<Table>,
     /// `None` when the result may be cached, or the first reason it may not.
     pub not_cacheable: Option<NotCacheable>,
+    /// Functions called that the analyzer knows nothing of (lower case, without schema,
+    /// sorted): each one makes the statement write everything and never be cached, unless a
+    /// database's catalog says otherwise (see
+    /// [`Cachalot::analyze_in`](crate::Cachalot::analyze_in)).
+    pub unknown_functions: Vec<String>,
 }
 
 impl Analysis {
@@ -284,6 +289,7 @@ impl Analysis {
             writes_all: true,
             creates_temporary: Vec::new(),
             not_cacheable: Some(NotCacheable::ParseError(message)),
+            unknown_functions: Vec::new(),
         }
     }
 }
@@ -302,6 +308,15 @@ pub struct AnalyzerConfig {
     /// Views and the tables behind them (normalized names). A read of a view is a read of
     /// its tables too, and a write through a view writes them.
     pub views: HashMap<String, Vec<String>>,
+    /// Functions a database's catalog says write nothing and always return the same result
+    /// for the same arguments (PostgreSQL's `IMMUTABLE`): consulted only for functions the
+    /// analyzer does not know, which then allow caching.
+    pub catalog_deterministic: BTreeSet<String>,
+    /// Functions a database's catalog says write nothing but may return other results at
+    /// another time or in another session (PostgreSQL's `STABLE`): consulted only for
+    /// functions the analyzer does not know, which then make a query read-only but never
+    /// cached.
+    pub catalog_read_only: BTreeSet<String>,
     /// For MySQL, the connection's database, stripped from qualified names like the default
     /// schema is for the other dialects.
     pub default_schema: Option<String>,

@@ -1,25 +1,27 @@
-//! The views a database's catalog defines: a read of a view is a read of the tables behind
-//! it, and a view whose definition may not be cached (it calls `now()`, say) is never cached;
-//! nor is a table whose rows change without a write, or differ by session.
+//! What a database's catalog says that its SQL does not: a read of a view is a read of the
+//! tables behind it, and a view whose definition may not be cached (it calls `now()`, say)
+//! is never cached; nor is a table whose rows change without a write, or differ by session;
+//! and a function the analyzer does not know may be one the catalog says writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use crate::sql::Analyzer;
+use crate::sql::{Analyzer, AnalyzerConfig, Dialect};
 
-/// The views of one database, from its catalog (the SQLx adapter reads it), and its tables
-/// whose reads are never cached, for [`Cachalot::set_views`](crate::Cachalot::set_views).
+/// One database's views, its tables whose reads are never cached, and what its functions do,
+/// from its catalog (the SQLx adapter reads it), for
+/// [`Cachalot::set_catalog`](crate::Cachalot::set_catalog).
 ///
 /// Views declared with [`view`](crate::CachalotBuilder::view) are expanded by the analyzer
 /// itself, in every database; these are one database's own.
 ///
 /// ```
-/// use cachalot_core::engine::CatalogViews;
+/// use cachalot_core::engine::Catalog;
 /// use cachalot_core::sql::{Analyzer, Dialect};
 ///
 /// let analyzer = Analyzer::new(Dialect::Postgres);
-/// let mut views = CatalogViews::new();
+/// let mut views = Catalog::new();
 /// views.define(&analyzer, "busy", "SELECT o.* FROM owners o JOIN items i ON i.owner = o.id");
 /// views.define(&analyzer, "recent", "SELECT * FROM items WHERE at > now() - interval '1 day'");
 /// assert_eq!(views.tables_behind("busy"), Some(&["items".to_owned(), "owners".to_owned()][..]));
@@ -28,10 +30,12 @@ use crate::sql::Analyzer;
 /// assert_eq!(views.tables_behind("recent"), None);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CatalogViews {
+pub struct Catalog {
     views: BTreeMap<String, Behind>,
     /// Tables whose rows change without a write naming them, or differ by session.
     never_cached: BTreeSet<String>,
+    /// Functions that write nothing: `true` if they are also deterministic.
+    functions: BTreeMap<String, bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +46,8 @@ enum Behind {
     Uncacheable,
 }
 
-impl CatalogViews {
-    /// No views.
+impl Catalog {
+    /// An empty catalog.
     pub fn new() -> Self {
         Self::default()
     }
@@ -70,10 +74,10 @@ impl CatalogViews {
     /// security). Reads of a view on it are not cached either.
     ///
     /// ```
-    /// use cachalot_core::engine::CatalogViews;
+    /// use cachalot_core::engine::Catalog;
     /// use cachalot_core::sql::{Analyzer, Dialect};
     ///
-    /// let mut views = CatalogViews::new();
+    /// let mut views = Catalog::new();
     /// views.never_cached("tenant_rows");
     /// views.define(&Analyzer::new(Dialect::Postgres), "mine", "SELECT * FROM tenant_rows");
     /// assert_eq!(views.expand(["mine"]), None);
@@ -83,9 +87,43 @@ impl CatalogViews {
         self.never_cached.insert(name.into());
     }
 
-    /// Whether there are no views and no tables never cached.
+    /// Declares `name` (lower case, without schema) a function of this database that writes
+    /// nothing and returns the same result for the same arguments, as PostgreSQL's
+    /// `IMMUTABLE`: a query calling it may be cached. Only where the analyzer does not know the
+    /// function itself; [`Cachalot::analyze_in`](crate::Cachalot::analyze_in) follows it.
+    pub fn deterministic_function(&mut self, name: impl Into<String>) {
+        self.functions.insert(name.into(), true);
+    }
+
+    /// Declares `name` a function of this database that writes nothing but may return another
+    /// result at another time or in another session, as PostgreSQL's `STABLE`: a query calling
+    /// it is read-only (it invalidates nothing) and never cached.
+    pub fn read_only_function(&mut self, name: impl Into<String>) {
+        self.functions.insert(name.into(), false);
+    }
+
+    /// Whether `name` is a function declared with
+    /// [`deterministic_function`](Self::deterministic_function) or
+    /// [`read_only_function`](Self::read_only_function).
+    pub fn knows_function(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// Whether there are no views, no tables never cached and no functions.
     pub fn is_empty(&self) -> bool {
-        self.views.is_empty() && self.never_cached.is_empty()
+        self.views.is_empty() && self.never_cached.is_empty() && self.functions.is_empty()
+    }
+
+    /// `base` with this database's functions.
+    fn analyzer_config(&self, base: &AnalyzerConfig) -> AnalyzerConfig {
+        let mut config = base.clone();
+        for (name, &deterministic) in &self.functions {
+            match deterministic {
+                true => config.catalog_deterministic.insert(name.clone()),
+                false => config.catalog_read_only.insert(name.clone()),
+            };
+        }
+        config
     }
 
     /// Whether `name` is one of the views.
@@ -112,11 +150,11 @@ impl CatalogViews {
     /// or one of the tables reached is [never cached](Self::never_cached).
     ///
     /// ```
-    /// use cachalot_core::engine::CatalogViews;
+    /// use cachalot_core::engine::Catalog;
     /// use cachalot_core::sql::{Analyzer, Dialect};
     ///
     /// let analyzer = Analyzer::new(Dialect::Sqlite);
-    /// let mut views = CatalogViews::new();
+    /// let mut views = Catalog::new();
     /// views.define(&analyzer, "busy", "CREATE VIEW busy AS SELECT * FROM owners JOIN items USING (id)");
     /// views.define(&analyzer, "busiest", "CREATE VIEW busiest AS SELECT * FROM busy LIMIT 3");
     /// assert_eq!(views.expand(["busiest", "tags"]).unwrap(), ["busiest", "busy", "items", "owners", "tags"]);
@@ -141,23 +179,29 @@ impl CatalogViews {
     }
 }
 
-/// The catalog views of every database, and a generation that moves with them, so that the
-/// read sets built from older views are built again.
+/// A database's catalog, and the analyzers that follow its functions, made on first need.
+#[derive(Debug)]
+struct Installed {
+    catalog: Arc<Catalog>,
+    analyzers: [OnceLock<Analyzer>; 3],
+}
+
+/// The catalog of every database, and a generation that moves with them, so that the read
+/// sets built from an older one are built again.
 #[derive(Debug, Default)]
-pub(crate) struct ViewsByDatabase {
-    map: RwLock<HashMap<Arc<str>, Arc<CatalogViews>>>,
+pub(crate) struct Catalogs {
+    map: RwLock<HashMap<Arc<str>, Arc<Installed>>>,
     generation: AtomicU64,
 }
 
-impl ViewsByDatabase {
-    /// Read before the views themselves: a read set built from them is tagged with it.
+impl Catalogs {
+    /// Read before the catalogs themselves: a read set built from them is tagged with it.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// The views of `database`, if it has any.
-    pub(crate) fn of(&self, database: &str) -> Option<Arc<CatalogViews>> {
-        // Generation 0: no database has ever had views, so there is no lock to take.
+    fn installed(&self, database: &str) -> Option<Arc<Installed>> {
+        // Generation 0: no database has ever had a catalog, so there is no lock to take.
         if self.generation() == 0 {
             return None;
         }
@@ -165,20 +209,54 @@ impl ViewsByDatabase {
         map.get(database).cloned()
     }
 
-    /// Replaces the views of `database`; returns whether they changed.
-    pub(crate) fn set(&self, database: &Arc<str>, views: CatalogViews) -> bool {
+    /// The catalog of `database`, if it has one.
+    pub(crate) fn of(&self, database: &str) -> Option<Arc<Catalog>> {
+        Some(self.installed(database)?.catalog.clone())
+    }
+
+    /// Analyzes `sql` as `database`'s catalog says its functions behave, if it knows one of
+    /// `unknown` (the functions the plain analysis did not know); `None` otherwise.
+    pub(crate) fn analyze(
+        &self,
+        database: &str,
+        dialect: Dialect,
+        base: &AnalyzerConfig,
+        unknown: &[String],
+        sql: &str,
+    ) -> Option<Arc<crate::sql::Analysis>> {
+        let installed = self.installed(database)?;
+        if !unknown.iter().any(|f| installed.catalog.knows_function(f)) {
+            return None;
+        }
+        let slot = match dialect {
+            Dialect::Postgres => &installed.analyzers[0],
+            Dialect::MySql => &installed.analyzers[1],
+            Dialect::Sqlite => &installed.analyzers[2],
+        };
+        let analyzer = slot.get_or_init(|| {
+            Analyzer::with_config(dialect, installed.catalog.analyzer_config(base))
+        });
+        Some(analyzer.analyze(sql))
+    }
+
+    /// Replaces the catalog of `database`; returns whether it changed.
+    pub(crate) fn set(&self, database: &Arc<str>, catalog: Catalog) -> bool {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         let changed = match map.get(database) {
-            Some(old) => **old != views,
-            None => !views.is_empty(),
+            Some(old) => *old.catalog != catalog,
+            None => !catalog.is_empty(),
         };
         if changed {
-            if views.is_empty() {
+            if catalog.is_empty() {
                 map.remove(database);
             } else {
-                map.insert(database.clone(), Arc::new(views));
+                let installed = Installed {
+                    catalog: Arc::new(catalog),
+                    analyzers: Default::default(),
+                };
+                map.insert(database.clone(), Arc::new(installed));
             }
-            // Under the lock: whoever reads the new generation reads the new views.
+            // Under the lock: whoever reads the new generation reads the new catalog.
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         changed
@@ -191,9 +269,9 @@ mod tests {
     use super::*;
     use crate::sql::Dialect;
 
-    fn views(defs: &[(&str, &str)]) -> CatalogViews {
+    fn views(defs: &[(&str, &str)]) -> Catalog {
         let analyzer = Analyzer::new(Dialect::Postgres);
-        let mut views = CatalogViews::new();
+        let mut views = Catalog::new();
         for (name, definition) in defs {
             views.define(&analyzer, *name, definition);
         }
@@ -230,10 +308,10 @@ mod tests {
 
     #[test]
     fn setting_the_same_views_again_changes_nothing() {
-        let by_db = ViewsByDatabase::default();
+        let by_db = Catalogs::default();
         let db: Arc<str> = Arc::from("db");
         assert!(by_db.of("db").is_none());
-        assert!(!by_db.set(&db, CatalogViews::new()));
+        assert!(!by_db.set(&db, Catalog::new()));
         assert_eq!(by_db.generation(), 0);
         let v = views(&[("v", "SELECT * FROM t")]);
         assert!(by_db.set(&db, v.clone()));
@@ -241,7 +319,7 @@ mod tests {
         assert_eq!(by_db.generation(), 1);
         assert!(by_db.of("db").is_some_and(|v| v.contains("v")));
         assert!(by_db.of("other").is_none());
-        assert!(by_db.set(&db, CatalogViews::new()));
+        assert!(by_db.set(&db, Catalog::new()));
         assert!(by_db.of("db").is_none());
     }
 }
