@@ -1098,6 +1098,24 @@ async fn postgres_functions_are_taken_at_the_catalogs_word() {
         hits + 1,
         "a STABLE function's call invalidated nothing"
     );
+    // A view calling the IMMUTABLE one is cached, and follows its table.
+    exec!(
+        ctx,
+        "CREATE VIEW doubled AS SELECT double_it(id) AS d FROM items"
+    );
+    let view = || {
+        ctx.db
+            .query_scalar::<i64>("SELECT count(*) FROM doubled")
+            .fetch_one()
+    };
+    assert_eq!((view().await.unwrap(), view().await.unwrap()), (3, 3));
+    assert_eq!(
+        cache.stats().hits,
+        hits + 2,
+        "a view of an IMMUTABLE function is cached"
+    );
+    exec!(ctx, "DELETE FROM items WHERE id = 3");
+    assert_eq!(view().await.unwrap(), 2);
     // VOLATILE: may write anything, so it invalidates everything.
     let n: i32 = sqlx::query_scalar("SELECT bump()")
         .fetch_one(&ctx.db)
@@ -1105,7 +1123,7 @@ async fn postgres_functions_are_taken_at_the_catalogs_word() {
         .unwrap();
     assert_eq!(n, 1);
     let misses = cache.stats().misses;
-    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(view().await.unwrap(), 2);
     assert_eq!(
         cache.stats().misses,
         misses + 1,

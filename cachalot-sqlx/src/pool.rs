@@ -378,19 +378,20 @@ async fn read_catalog<DB: CacheDatabase>(
     let start = cell.start();
     match DB::dependents(pool).await {
         Ok(catalog) => {
-            let analyzer = cache.analyzer(DB::DIALECT);
             let mut known = Catalog::new();
-            for (name, definition) in &catalog.views {
-                known.define(analyzer, name.as_str(), definition);
-            }
-            for table in &catalog.never_cached {
-                known.never_cached(table.as_str());
-            }
             for (function, deterministic) in &catalog.functions {
                 match deterministic {
                     true => known.deterministic_function(function.as_str()),
                     false => known.read_only_function(function.as_str()),
                 }
+            }
+            for table in &catalog.never_cached {
+                known.never_cached(table.as_str());
+            }
+            // After the functions: a view may call them.
+            let analyzer = known.analyzer(cache.analyzer(DB::DIALECT));
+            for (name, definition) in &catalog.views {
+                known.define(&analyzer, name.as_str(), definition);
             }
             cell.set(start, Ok((catalog, &known)), |known| {
                 cache.set_catalog(database, known.clone());

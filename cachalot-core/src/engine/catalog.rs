@@ -114,6 +114,23 @@ impl Catalog {
         self.views.is_empty() && self.never_cached.is_empty() && self.functions.is_empty()
     }
 
+    /// An analyzer configured as `base` that also follows this catalog's functions: the one
+    /// to [`define`](Self::define) views with, once the functions are declared.
+    ///
+    /// ```
+    /// use cachalot_core::engine::Catalog;
+    /// use cachalot_core::sql::{Analyzer, Dialect};
+    ///
+    /// let mut catalog = Catalog::new();
+    /// catalog.deterministic_function("st_area");
+    /// let analyzer = catalog.analyzer(&Analyzer::new(Dialect::Postgres));
+    /// catalog.define(&analyzer, "big_lots", "SELECT * FROM lots WHERE st_area(shape) > 1000");
+    /// assert_eq!(catalog.tables_behind("big_lots"), Some(&["lots".to_owned()][..]));
+    /// ```
+    pub fn analyzer(&self, base: &Analyzer) -> Analyzer {
+        Analyzer::with_config(base.dialect(), self.analyzer_config(base.config()))
+    }
+
     /// `base` with this database's functions.
     fn analyzer_config(&self, base: &AnalyzerConfig) -> AnalyzerConfig {
         let mut config = base.clone();
