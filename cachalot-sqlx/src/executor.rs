@@ -149,10 +149,11 @@ where
                     "cachalot: statement not attributable to tables; every write of it invalidates the whole database"
                 );
             }
-            // A schema change may add a foreign key or a trigger; so may anything the analyzer
-            // could not attribute (a multi-statement script, an unparsed CREATE TRIGGER).
-            let ddl = analysis.kind == StatementKind::Ddl || analysis.writes_all;
-            Routed::Write(forwarded, WriteSet::from_analysis(&analysis), ddl)
+            Routed::Write(
+                forwarded,
+                WriteSet::from_analysis(&analysis),
+                changes_schema(&analysis),
+            )
         }
     }
 
@@ -210,6 +211,23 @@ where
             schema_changed: None,
         }
     }
+}
+
+/// Whether the catalog must be read again after `analysis`'s statement: a schema change may
+/// add a foreign key, a trigger or a view; so may anything the analyzer could not attribute
+/// (a multi-statement script, an unparsed CREATE TRIGGER). Creating a temporary table or view
+/// changes nothing the catalog says of the others: no database lets a permanent table's
+/// foreign key, or a permanent view, stand on a temporary one.
+fn changes_schema(analysis: &Analysis) -> bool {
+    if analysis.writes_all {
+        return true;
+    }
+    let temporary_only = !analysis.creates_temporary.is_empty()
+        && analysis
+            .writes
+            .iter()
+            .all(|table| analysis.creates_temporary.contains(table));
+    analysis.kind == StatementKind::Ddl && !temporary_only
 }
 
 fn failed_stream<'e, T: Send + 'e>(error: Error) -> BoxStream<'e, Result<T, Error>> {
@@ -352,3 +370,49 @@ macro_rules! transaction_executor {
 transaction_executor!("postgres", sqlx::Postgres);
 transaction_executor!("mysql", sqlx::MySql);
 transaction_executor!("sqlite", sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use cachalot_core::sql::{Analyzer, Dialect};
+
+    use super::changes_schema;
+
+    #[test]
+    fn temporary_tables_are_no_schema_change() {
+        let cases = [
+            (
+                Dialect::Postgres,
+                "CREATE TEMP TABLE scratch (id INT)",
+                false,
+            ),
+            (
+                Dialect::Postgres,
+                "CREATE TEMP TABLE scratch AS SELECT * FROM orders",
+                false,
+            ),
+            (
+                Dialect::Sqlite,
+                "CREATE TEMPORARY VIEW recent AS SELECT * FROM orders",
+                false,
+            ),
+            (Dialect::MySql, "CREATE TEMPORARY TABLE tmp (id INT)", false),
+            (Dialect::Postgres, "CREATE TABLE kept (id INT)", true),
+            (
+                Dialect::Postgres,
+                "CREATE VIEW v AS SELECT * FROM orders",
+                true,
+            ),
+            (Dialect::Postgres, "DROP TABLE scratch", true),
+            (
+                Dialect::Postgres,
+                "CREATE TEMP TABLE a (id INT); CREATE TABLE b (id INT)",
+                true,
+            ),
+            (Dialect::Postgres, "INSERT INTO orders VALUES (1)", false),
+        ];
+        for (dialect, sql, expected) in cases {
+            let analysis = Analyzer::new(dialect).analyze(sql);
+            assert_eq!(changes_schema(&analysis), expected, "{sql}");
+        }
+    }
+}
