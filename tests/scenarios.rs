@@ -789,21 +789,19 @@ each_database! {
             .await
             .unwrap();
         exec!(ctx, "INSERT INTO owners VALUES (1, 'ann')");
-        let owned = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owned").fetch_one();
-        assert_eq!(owned().await.unwrap(), 0);
-        assert_eq!(owned().await.unwrap(), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM owned"), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM owned"), 0);
         assert_eq!(cache.stats().hits, 1, "a view is cached");
         // The INSERT names `pets` alone.
         exec!(ctx, "INSERT INTO pets VALUES (10, 1)");
-        assert_eq!(owned().await.unwrap(), 1, "the view's table was written");
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM owned"), 1, "the view's table was written");
         // A view on the view, created through the adapter: followed at once.
         exec!(ctx, "CREATE VIEW owned_count AS SELECT count(*) AS n FROM owned");
-        let n = || ctx.db.query_scalar::<i64>("SELECT n FROM owned_count").fetch_one();
-        assert_eq!(n().await.unwrap(), 1);
-        assert_eq!(n().await.unwrap(), 1);
+        assert_eq!(scalar!(ctx, i64, "SELECT n FROM owned_count"), 1);
+        assert_eq!(scalar!(ctx, i64, "SELECT n FROM owned_count"), 1);
         exec!(ctx, "UPDATE pets SET owner = 2");
-        assert_eq!(n().await.unwrap(), 0, "two views down");
-        assert_eq!(owned().await.unwrap(), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT n FROM owned_count"), 0, "two views down");
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM owned"), 0);
     }
 
     async fn a_view_whose_rows_change_with_the_clock_is_never_cached(ctx, cache) {
@@ -812,23 +810,20 @@ each_database! {
         exec!(ctx, "INSERT INTO events VALUES (1, 'x')");
         let before = cache.stats();
         for _ in 0..2 {
-            let n = ctx.db.query_scalar::<i64>("SELECT count(*) FROM stamped").fetch_one().await.unwrap();
-            assert_eq!(n, 1);
+            assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM stamped"), 1);
         }
         let after = cache.stats();
         assert_eq!(after.misses, before.misses, "never asked the cache");
         assert_eq!(after.bypasses.not_cacheable - before.bypasses.not_cacheable, 2);
         // Reads of the table itself are cached as ever.
-        let events = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM events").fetch_one();
-        assert_eq!((events().await.unwrap(), events().await.unwrap()), (1, 1));
+        assert_eq!((scalar!(ctx, i64, "SELECT count(*) FROM events"), scalar!(ctx, i64, "SELECT count(*) FROM events")), (1, 1));
         assert_eq!(cache.stats().hits, after.hits + 1);
     }
 
     async fn a_transaction_that_wrote_a_views_table_reads_the_view_uncached(ctx, cache) {
         exec!(ctx, "CREATE TABLE owners (id BIGINT PRIMARY KEY, name VARCHAR(20))");
         exec!(ctx, "CREATE VIEW named AS SELECT name FROM owners WHERE name IS NOT NULL");
-        let named = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM named").fetch_one();
-        assert_eq!((named().await.unwrap(), named().await.unwrap()), (0, 0));
+        assert_eq!((scalar!(ctx, i64, "SELECT count(*) FROM named"), scalar!(ctx, i64, "SELECT count(*) FROM named")), (0, 0));
         assert_eq!(cache.stats().hits, 1);
         let mut tx = ctx.db.begin().await.unwrap();
         sqlx::query(ctx.sql("INSERT INTO owners VALUES (1, 'ann')"))
@@ -841,9 +836,9 @@ each_database! {
             .await
             .unwrap();
         assert_eq!(inside, 1, "the transaction's own write, through the view");
-        assert_eq!(named().await.unwrap(), 0, "not committed yet");
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM named"), 0, "not committed yet");
         tx.commit().await.unwrap();
-        assert_eq!(named().await.unwrap(), 1, "committed");
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM named"), 1, "committed");
     }
 
     async fn a_write_through_a_view_invalidates_its_table(ctx, cache) {
@@ -859,11 +854,10 @@ each_database! {
             .await
             .unwrap();
         }
-        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owners").fetch_one();
-        assert_eq!((count().await.unwrap(), count().await.unwrap()), (0, 0));
+        assert_eq!((scalar!(ctx, i64, "SELECT count(*) FROM owners"), scalar!(ctx, i64, "SELECT count(*) FROM owners")), (0, 0));
         assert_eq!(cache.stats().hits, 1);
         exec!(ctx, "INSERT INTO owner_names VALUES (1, 'ann')");
-        assert_eq!(count().await.unwrap(), 1, "written through the view");
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM owners"), 1, "written through the view");
     }
 }
 
@@ -893,71 +887,46 @@ async fn postgres_partitions_inheritance_and_rules_are_followed() {
         ctx,
         "CREATE RULE copy_out AS ON INSERT TO inbox DO ALSO INSERT INTO outbox VALUES (NEW.n)"
     );
-    let readings = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM readings")
-            .fetch_one()
-    };
-    let low = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM readings_low")
-            .fetch_one()
-    };
-    let animals = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM animals")
-            .fetch_one()
-    };
-    let dogs = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM dogs")
-            .fetch_one()
-    };
-    let outbox = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM outbox")
-            .fetch_one()
-    };
     for _ in 0..2 {
-        assert_eq!(readings().await.unwrap(), 0);
-        assert_eq!(low().await.unwrap(), 0);
-        assert_eq!(animals().await.unwrap(), 0);
-        assert_eq!(dogs().await.unwrap(), 0);
-        assert_eq!(outbox().await.unwrap(), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM readings"), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM readings_low"), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM animals"), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM dogs"), 0);
+        assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM outbox"), 0);
     }
     assert_eq!(cache.stats().hits, 5);
     // Into a partition: the partitioned table's rows changed too.
     exec!(ctx, "INSERT INTO readings_low VALUES (5, 1)");
     assert_eq!(
-        readings().await.unwrap(),
+        scalar!(ctx, i64, "SELECT count(*) FROM readings"),
         1,
         "a partition's write shows in its table"
     );
     // Into the partitioned table: the row lands in a partition.
     exec!(ctx, "INSERT INTO readings VALUES (7, 1)");
     assert_eq!(
-        low().await.unwrap(),
+        scalar!(ctx, i64, "SELECT count(*) FROM readings_low"),
         2,
         "a table's write lands in its partition"
     );
     // Inheritance: a child's rows are its parent's, and a parent's DELETE reaches them.
     exec!(ctx, "INSERT INTO dogs VALUES ('rex', true)");
     assert_eq!(
-        animals().await.unwrap(),
+        scalar!(ctx, i64, "SELECT count(*) FROM animals"),
         1,
         "a child's write shows in its parent"
     );
-    assert_eq!(dogs().await.unwrap(), 1);
+    assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM dogs"), 1);
     exec!(ctx, "DELETE FROM animals");
     assert_eq!(
-        dogs().await.unwrap(),
+        scalar!(ctx, i64, "SELECT count(*) FROM dogs"),
         0,
         "a parent's DELETE reaches its child"
     );
     // A rule writes a table the statement does not name.
     exec!(ctx, "INSERT INTO inbox VALUES (1)");
     assert_eq!(
-        outbox().await.unwrap(),
+        scalar!(ctx, i64, "SELECT count(*) FROM outbox"),
         1,
         "what the rule wrote is not stale"
     );
@@ -990,7 +959,7 @@ async fn postgres_sequences_and_row_level_security_are_never_cached() {
         "SELECT count(*) FROM docs_seen",
     ] {
         for _ in 0..2 {
-            let _: i64 = ctx.db.query_scalar(sql).fetch_one().await.unwrap();
+            let _ = scalar!(ctx, i64, sql);
         }
     }
     let after = cache.stats();
@@ -1004,20 +973,16 @@ async fn postgres_sequences_and_row_level_security_are_never_cached() {
         .fetch_one(&ctx.db)
         .await
         .unwrap();
-    let last: i64 = ctx
-        .db
-        .query_scalar("SELECT last_value FROM tickets")
-        .fetch_one()
-        .await
-        .unwrap();
+    let last = scalar!(ctx, i64, "SELECT last_value FROM tickets");
     assert_eq!(last, 1);
     // Other tables are cached as ever.
-    let plain = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM plain")
-            .fetch_one()
-    };
-    assert_eq!((plain().await.unwrap(), plain().await.unwrap()), (0, 0));
+    assert_eq!(
+        (
+            scalar!(ctx, i64, "SELECT count(*) FROM plain"),
+            scalar!(ctx, i64, "SELECT count(*) FROM plain")
+        ),
+        (0, 0)
+    );
     assert_eq!(cache.stats().hits, after.hits + 1);
     ctx.cleanup().await;
 }
@@ -1031,12 +996,7 @@ async fn mariadb_sequences_are_never_cached() {
     exec!(ctx, "CREATE SEQUENCE tickets");
     let before = cache.stats();
     for _ in 0..2 {
-        let _: i64 = ctx
-            .db
-            .query_scalar("SELECT next_not_cached_value FROM tickets")
-            .fetch_one()
-            .await
-            .unwrap();
+        let _ = scalar!(ctx, i64, "SELECT next_not_cached_value FROM tickets");
     }
     let after = cache.stats();
     assert_eq!((after.misses, after.hits), (before.misses, before.hits));
@@ -1072,27 +1032,46 @@ async fn postgres_functions_are_taken_at_the_catalogs_word() {
         "CREATE FUNCTION bump() RETURNS INT VOLATILE LANGUAGE sql AS 'UPDATE counters SET n = n + 1 RETURNING n'"
     );
     // IMMUTABLE: cached, and invalidated by a write to the table read.
-    let doubled = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT sum(double_it(id))::bigint FROM items")
-            .fetch_one()
-    };
-    assert_eq!((doubled().await.unwrap(), doubled().await.unwrap()), (6, 6));
+    assert_eq!(
+        (
+            scalar!(ctx, i64, "SELECT sum(double_it(id))::bigint FROM items"),
+            scalar!(ctx, i64, "SELECT sum(double_it(id))::bigint FROM items")
+        ),
+        (6, 6)
+    );
     assert_eq!(
         cache.stats().hits,
         1,
         "a query of an IMMUTABLE function is cached"
     );
     exec!(ctx, "INSERT INTO items VALUES (3)");
-    assert_eq!(doubled().await.unwrap(), 12);
-    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(
+        scalar!(ctx, i64, "SELECT sum(double_it(id))::bigint FROM items"),
+        12
+    );
+    assert_eq!(
+        scalar!(ctx, i64, "SELECT sum(double_it(id))::bigint FROM items"),
+        12
+    );
     let hits = cache.stats().hits;
     // STABLE: never cached, and it invalidates nothing.
-    let price = || ctx.db.query_scalar::<i32>("SELECT price_of(1)").fetch_one();
-    assert_eq!((price().await.unwrap(), price().await.unwrap()), (10, 10));
+    assert_eq!(
+        (
+            scalar!(ctx, i32, "SELECT price_of(1)"),
+            scalar!(ctx, i32, "SELECT price_of(1)")
+        ),
+        (10, 10)
+    );
     exec!(ctx, "UPDATE prices SET p = 11");
-    assert_eq!(price().await.unwrap(), 11, "the function's table changed");
-    assert_eq!(doubled().await.unwrap(), 12);
+    assert_eq!(
+        scalar!(ctx, i32, "SELECT price_of(1)"),
+        11,
+        "the function's table changed"
+    );
+    assert_eq!(
+        scalar!(ctx, i64, "SELECT sum(double_it(id))::bigint FROM items"),
+        12
+    );
     assert_eq!(
         cache.stats().hits,
         hits + 1,
@@ -1103,19 +1082,20 @@ async fn postgres_functions_are_taken_at_the_catalogs_word() {
         ctx,
         "CREATE VIEW doubled AS SELECT double_it(id) AS d FROM items"
     );
-    let view = || {
-        ctx.db
-            .query_scalar::<i64>("SELECT count(*) FROM doubled")
-            .fetch_one()
-    };
-    assert_eq!((view().await.unwrap(), view().await.unwrap()), (3, 3));
+    assert_eq!(
+        (
+            scalar!(ctx, i64, "SELECT count(*) FROM doubled"),
+            scalar!(ctx, i64, "SELECT count(*) FROM doubled")
+        ),
+        (3, 3)
+    );
     assert_eq!(
         cache.stats().hits,
         hits + 2,
         "a view of an IMMUTABLE function is cached"
     );
     exec!(ctx, "DELETE FROM items WHERE id = 3");
-    assert_eq!(view().await.unwrap(), 2);
+    assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM doubled"), 2);
     // VOLATILE: may write anything, so it invalidates everything.
     let n: i32 = sqlx::query_scalar("SELECT bump()")
         .fetch_one(&ctx.db)
@@ -1123,7 +1103,7 @@ async fn postgres_functions_are_taken_at_the_catalogs_word() {
         .unwrap();
     assert_eq!(n, 1);
     let misses = cache.stats().misses;
-    assert_eq!(view().await.unwrap(), 2);
+    assert_eq!(scalar!(ctx, i64, "SELECT count(*) FROM doubled"), 2);
     assert_eq!(
         cache.stats().misses,
         misses + 1,

@@ -48,15 +48,15 @@ impl Dependents {
         }
         let mut through = HashMap::new();
         for view in views.names() {
-            for table in views.tables_behind(view).into_iter().flatten() {
+            let behind = views.tables_behind(view);
+            for table in behind.into_iter().flatten() {
                 direct
                     .entry(table.clone())
                     .or_default()
                     .insert(view.to_owned());
             }
             // The tables behind it, views of views followed down to them.
-            let tables = views
-                .tables_behind(view)
+            let tables = behind
                 .and_then(|behind| views.expand(behind.iter().map(String::as_str)))
                 .map(|all| all.into_iter().filter(|t| !views.contains(t)).collect());
             through.insert(view.to_owned(), tables);

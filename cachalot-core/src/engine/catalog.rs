@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::sql::{Analyzer, AnalyzerConfig, Dialect};
+use super::PerDialect;
+use crate::sql::{Analysis, Analyzer};
 
 /// One database's views, its tables whose reads are never cached, and what its functions do,
 /// from its catalog (the SQLx adapter reads it), for
@@ -128,19 +129,14 @@ impl Catalog {
     /// assert_eq!(catalog.tables_behind("big_lots"), Some(&["lots".to_owned()][..]));
     /// ```
     pub fn analyzer(&self, base: &Analyzer) -> Analyzer {
-        Analyzer::with_config(base.dialect(), self.analyzer_config(base.config()))
-    }
-
-    /// `base` with this database's functions.
-    fn analyzer_config(&self, base: &AnalyzerConfig) -> AnalyzerConfig {
-        let mut config = base.clone();
+        let mut config = base.config().clone();
         for (name, &deterministic) in &self.functions {
             match deterministic {
                 true => config.catalog_deterministic.insert(name.clone()),
                 false => config.catalog_read_only.insert(name.clone()),
             };
         }
-        config
+        Analyzer::with_config(base.dialect(), config)
     }
 
     /// Whether `name` is one of the views.
@@ -200,7 +196,7 @@ impl Catalog {
 #[derive(Debug)]
 struct Installed {
     catalog: Arc<Catalog>,
-    analyzers: [OnceLock<Analyzer>; 3],
+    analyzers: PerDialect<Analyzer>,
 }
 
 /// The catalog of every database, and a generation that moves with them, so that the read
@@ -231,28 +227,23 @@ impl Catalogs {
         Some(self.installed(database)?.catalog.clone())
     }
 
-    /// Analyzes `sql` as `database`'s catalog says its functions behave, if it knows one of
-    /// `unknown` (the functions the plain analysis did not know); `None` otherwise.
+    /// Analyzes `sql` as `database`'s catalog says its functions behave, with `base`'s
+    /// settings otherwise, if it knows one of `unknown` (the functions `base` did not know);
+    /// `None` otherwise.
     pub(crate) fn analyze(
         &self,
         database: &str,
-        dialect: Dialect,
-        base: &AnalyzerConfig,
+        base: &Analyzer,
         unknown: &[String],
         sql: &str,
-    ) -> Option<Arc<crate::sql::Analysis>> {
+    ) -> Option<Arc<Analysis>> {
         let installed = self.installed(database)?;
         if !unknown.iter().any(|f| installed.catalog.knows_function(f)) {
             return None;
         }
-        let slot = match dialect {
-            Dialect::Postgres => &installed.analyzers[0],
-            Dialect::MySql => &installed.analyzers[1],
-            Dialect::Sqlite => &installed.analyzers[2],
-        };
-        let analyzer = slot.get_or_init(|| {
-            Analyzer::with_config(dialect, installed.catalog.analyzer_config(base))
-        });
+        let analyzer = installed
+            .analyzers
+            .get_or_init(base.dialect(), || installed.catalog.analyzer(base));
         Some(analyzer.analyze(sql))
     }
 
@@ -269,7 +260,7 @@ impl Catalogs {
             } else {
                 let installed = Installed {
                     catalog: Arc::new(catalog),
-                    analyzers: Default::default(),
+                    analyzers: PerDialect::default(),
                 };
                 map.insert(database.clone(), Arc::new(installed));
             }

@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     settings: Settings,
     backend: Arc<dyn CacheBackend>,
     enabled: AtomicBool,
-    analyzers: [OnceLock<Analyzer>; 3],
+    analyzers: PerDialect<Analyzer>,
     stats: Counters,
     signal: Signal,
     flights: flight::Flights,
@@ -141,7 +141,7 @@ impl Cachalot {
                 enabled: AtomicBool::new(settings.enabled),
                 settings,
                 backend,
-                analyzers: Default::default(),
+                analyzers: PerDialect::default(),
                 stats: Counters::default(),
                 signal: Signal::new(),
                 flights: flight::Flights::default(),
@@ -180,12 +180,7 @@ impl Cachalot {
     /// The memoized analyzer of `dialect`, configured with the declared cacheable functions
     /// and views.
     pub fn analyzer(&self, dialect: Dialect) -> &Analyzer {
-        let slot = match dialect {
-            Dialect::Postgres => &self.inner.analyzers[0],
-            Dialect::MySql => &self.inner.analyzers[1],
-            Dialect::Sqlite => &self.inner.analyzers[2],
-        };
-        slot.get_or_init(|| {
+        self.inner.analyzers.get_or_init(dialect, || {
             let config = AnalyzerConfig {
                 cacheable_functions: self.inner.settings.cacheable_functions.clone(),
                 views: self.inner.settings.views.clone(),
@@ -227,10 +222,10 @@ impl Cachalot {
         if analysis.unknown_functions.is_empty() {
             return analysis;
         }
-        let base = self.analyzer(dialect).config();
+        let base = self.analyzer(dialect);
         self.inner
             .catalogs
-            .analyze(database, dialect, base, &analysis.unknown_functions, sql)
+            .analyze(database, base, &analysis.unknown_functions, sql)
             .unwrap_or(analysis)
     }
 
@@ -357,6 +352,28 @@ impl Cachalot {
     /// [`WriteGuard`]). Returns whether none is left.
     pub async fn retry_pending_invalidations(&self) -> bool {
         self.inner.retry_failed().await
+    }
+}
+
+/// One value per dialect, each made on first need.
+#[derive(Debug)]
+pub(crate) struct PerDialect<T>([OnceLock<T>; 3]);
+
+impl<T> Default for PerDialect<T> {
+    fn default() -> Self {
+        PerDialect(Default::default())
+    }
+}
+
+impl<T> PerDialect<T> {
+    /// The value of `dialect`, made by `init` if it is the first call.
+    pub(crate) fn get_or_init(&self, dialect: Dialect, init: impl FnOnce() -> T) -> &T {
+        let slot = match dialect {
+            Dialect::Postgres => &self.0[0],
+            Dialect::MySql => &self.0[1],
+            Dialect::Sqlite => &self.0[2],
+        };
+        slot.get_or_init(init)
     }
 }
 

@@ -21,8 +21,8 @@ const SHARD_CAPACITY: usize = 1024;
 /// never be reused by another analysis or database while its entry exists.
 type Key = (usize, usize);
 
-/// The analysis (kept alive), the views' generation the read set was built with, and the read
-/// set (`None`: it reads a view that may not be cached).
+/// The analysis (kept alive), the catalogs' generation the read set was built with, and the
+/// read set (`None`: the catalog says a table or view it reads is never cached).
 type Shard = HashMap<Key, (Arc<Analysis>, u64, Option<ReadSet>), BuildMix>;
 
 pub(crate) struct ReadSets {
@@ -39,13 +39,13 @@ impl Default for ReadSets {
 
 impl ReadSets {
     /// The read set of `analysis` on `database`, with the tables behind the database's
-    /// views, built once per generation of `views`; `None` if it reads a view that may not be
-    /// cached.
+    /// views, built once per generation of `catalogs`; `None` if its catalog says a table or
+    /// view it reads is never cached.
     pub(crate) fn get(
         &self,
         database: &Arc<str>,
         analysis: &Arc<Analysis>,
-        views: &Catalogs,
+        catalogs: &Catalogs,
     ) -> Option<ReadSet> {
         let key = (
             Arc::as_ptr(analysis) as usize,
@@ -53,7 +53,7 @@ impl ReadSets {
         );
         // Analyses are heap blocks at least 8-aligned: the low bits carry nothing.
         let shard = &self.shards[(key.0 >> 4) % SHARDS];
-        let generation = views.generation();
+        let generation = catalogs.generation();
         if let Some((_, built, reads)) = shard
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -63,9 +63,11 @@ impl ReadSets {
             return reads.clone();
         }
         let tables = analysis.reads.iter().map(|t| t.name.as_str());
-        let reads = match views.of(database) {
+        let reads = match catalogs.of(database) {
             None => Some(ReadSet::new(database, tables)),
-            Some(views) => views.expand(tables).map(|all| ReadSet::new(database, all)),
+            Some(catalog) => catalog
+                .expand(tables)
+                .map(|all| ReadSet::new(database, all)),
         };
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= SHARD_CAPACITY {

@@ -45,7 +45,16 @@ const MAX_VIEW_DEPTH: usize = 16;
 const MAX_TREE_DEPTH: usize = 256;
 
 pub(crate) fn analyze(dialect: Dialect, config: &AnalyzerConfig, sql: &str) -> Analysis {
-    let (statements, lexical) = match parse_in(dialect, config, sql) {
+    analyze_parsed(dialect, config, parse_in(dialect, config, sql))
+}
+
+/// The analysis of what [`parse_in`] made of a string.
+fn analyze_parsed(
+    dialect: Dialect,
+    config: &AnalyzerConfig,
+    parsed: Result<(Vec<Statement>, Lexical), String>,
+) -> Analysis {
+    let (statements, lexical) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => return Analysis::unparsed(message),
     };
@@ -86,12 +95,17 @@ pub(crate) fn analyze_view(
     config: &AnalyzerConfig,
     definition: &str,
 ) -> Analysis {
-    if let Ok((statements, _)) = parse_in(dialect, config, definition)
-        && let [Statement::CreateView(create)] = statements.as_slice()
-    {
-        return analyze(dialect, config, &create.query.to_string());
-    }
-    analyze(dialect, config, definition)
+    let parsed =
+        parse_in(dialect, config, definition).map(|(statements, lexical)| {
+            match <[Statement; 1]>::try_from(statements) {
+                Ok([Statement::CreateView(create)]) => {
+                    (vec![Statement::Query(create.query)], lexical)
+                }
+                Ok([other]) => (vec![other], lexical),
+                Err(statements) => (statements, lexical),
+            }
+        });
+    analyze_parsed(dialect, config, parsed)
 }
 
 /// [`parse`] in `dialect`, with the configured recursion limit.
