@@ -380,6 +380,69 @@ each_database! {
         }
     }
 
+    async fn locking_reads_of_every_strength_invalidate_nothing(ctx, cache) {
+        items(&ctx).await;
+        // Spellings sqlparser cannot parse itself: were they parse errors, each would
+        // invalidate the whole database, and a job queue polling with one would keep nothing.
+        let shapes: &[&str] = if ctx.is("postgresql") {
+            &[
+                "SELECT id FROM items WHERE id = 1 FOR NO KEY UPDATE",
+                "SELECT id FROM items WHERE id = 1 FOR NO KEY UPDATE SKIP LOCKED",
+                "SELECT id FROM items WHERE id = 1 FOR KEY SHARE",
+            ]
+        } else if ctx.is("mysql") {
+            &[
+                "SELECT id FROM items WHERE id = 1 LOCK IN SHARE MODE",
+                "SELECT id FROM items WHERE id = 1 FOR UPDATE WAIT 1",
+            ]
+        } else {
+            &[]
+        };
+        let owners = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM owners").fetch_one();
+        owners().await.unwrap();
+        for &sql in shapes {
+            let before = cache.stats();
+            for _ in 0..2 {
+                let id = ctx.db.query_scalar::<i64>(AssertSqlSafe(sql)).fetch_one().await.unwrap();
+                assert_eq!(id, 1, "{sql}");
+            }
+            sqlx::query(AssertSqlSafe(sql)).fetch_all(&ctx.db).await.unwrap();
+            assert_eq!(owners().await.unwrap(), 2);
+            let after = cache.stats();
+            assert_eq!(after.bypasses.total() - before.bypasses.total(), 2, "{sql} is never cached");
+            assert_eq!(after.hits - before.hits, 1, "{sql} invalidated the owners' count");
+            assert_eq!(after.invalidations, before.invalidations, "{sql}");
+        }
+    }
+
+    async fn table_commands_are_reads_of_their_table(ctx, cache) {
+        // `TABLE name` (PostgreSQL; MariaDB and SQLite have no such statement): a read the
+        // cache must see, or a write to the table would leave the old answer cached.
+        if ctx.is("postgresql") {
+            items(&ctx).await;
+            for sql in [
+                "SELECT count(*) FROM (TABLE items) t",
+                "SELECT count(*) FROM (SELECT id, name, id FROM owners UNION ALL TABLE items) t",
+                "WITH i AS (TABLE items) SELECT count(*) FROM i",
+            ] {
+                let count = || ctx.db.query_scalar::<i64>(AssertSqlSafe(sql)).fetch_one();
+                let first = count().await.unwrap();
+                let hits = cache.stats().hits;
+                assert_eq!(count().await.unwrap(), first, "{sql}");
+                assert_eq!(cache.stats().hits, hits + 1, "{sql} is cached");
+                exec!(ctx, "INSERT INTO items (id, name, owner) VALUES (100, 'net', 2)");
+                assert_eq!(count().await.unwrap(), first + 1, "{sql}: items changed");
+                exec!(ctx, "DELETE FROM items WHERE id = 100");
+                assert_eq!(count().await.unwrap(), first, "{sql}");
+            }
+            let rows = ctx.db.query_as::<(i64, String, Option<i64>)>("TABLE items ORDER BY id").fetch_all().await.unwrap();
+            assert_eq!(rows.len(), 3);
+            exec!(ctx, "UPDATE items SET name = 'oar' WHERE id = 1");
+            let rows = ctx.db.query_as::<(i64, String, Option<i64>)>("TABLE items ORDER BY id").fetch_all().await.unwrap();
+            assert_eq!(rows[0].1, "oar", "TABLE items was invalidated");
+        }
+    }
+
     async fn syntax_errors_come_back_unchanged(ctx, cache) {
         items(&ctx).await;
         let cached = ctx.db.query_scalar::<i64>("SELEKT count(*) FROM items").fetch_one().await.unwrap_err();

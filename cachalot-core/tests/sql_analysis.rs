@@ -180,8 +180,24 @@ const ROWS: &[Row] = &[
     (Pg, "SELECT * FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED", K::Query, &["jobs"], NONE, false, C::Locking),
     (Pg, "SELECT * FROM accounts WHERE id = $1 FOR SHARE", K::Query, &["accounts"], NONE, false, C::Locking),
     (Pg, "SELECT * FROM accounts a JOIN (SELECT * FROM limits FOR UPDATE) l ON true", K::Query, &["accounts", "limits"], NONE, false, C::Locking),
-    // sqlparser 0.64 does not parse FOR NO KEY UPDATE / FOR KEY SHARE: a parse error is safe.
-    (Pg, "SELECT * FROM accounts WHERE id = $1 FOR NO KEY UPDATE", K::Unparsed, NONE, NONE, true, C::Parse),
+    // Lock strengths sqlparser 0.64 does not parse are read as FOR UPDATE / FOR SHARE: locking
+    // reads that write nothing, rather than parse errors that would invalidate everything.
+    (Pg, "SELECT * FROM accounts WHERE id = $1 FOR NO KEY UPDATE", K::Query, &["accounts"], NONE, false, C::Locking),
+    (Pg, "SELECT * FROM jobs WHERE state = 'ready' LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED", K::Query, &["jobs"], NONE, false, C::Locking),
+    (Pg, "SELECT * FROM orders o JOIN users u ON u.id = o.user_id FOR UPDATE OF o FOR KEY SHARE OF u", K::Query, &["orders", "users"], NONE, false, C::Locking),
+    (Pg, r#"SELECT "key" FROM t FOR "no" KEY UPDATE"#, K::Unparsed, NONE, NONE, true, C::Parse),
+    // TABLE name: SELECT * FROM name, as a statement, a subquery, a CTE or a set operand.
+    (Pg, "TABLE jobs", K::Query, &["jobs"], NONE, false, C::Yes),
+    (Pg, "TABLE audit.events ORDER BY id LIMIT 10", K::Query, &["audit.events"], NONE, false, C::Yes),
+    (Pg, "SELECT * FROM (TABLE jobs) t", K::Query, &["jobs"], NONE, false, C::Yes),
+    (Pg, r#"SELECT count(*) FROM (TABLE "Jobs") t"#, K::Query, &["Jobs"], NONE, false, C::Yes),
+    (Pg, "WITH j AS (TABLE jobs) SELECT * FROM j", K::Query, &["jobs"], NONE, false, C::Yes),
+    (Pg, "SELECT id FROM a UNION TABLE b EXCEPT TABLE c", K::Query, &["a", "b", "c"], NONE, false, C::Yes),
+    (Pg, "SELECT * FROM users WHERE id IN (TABLE banned)", K::Query, &["banned", "users"], NONE, false, C::Yes),
+    (Pg, "WITH jobs AS (SELECT 1 AS id) SELECT * FROM (TABLE jobs) t", K::Query, NONE, NONE, false, C::Yes),
+    (Pg, "TABLE pg_catalog.pg_class", K::Query, &["pg_catalog.pg_class"], NONE, false, C::Catalog),
+    // Not parsed by sqlparser 0.64 after INSERT: safe, everything is invalidated.
+    (Pg, "INSERT INTO archive TABLE jobs", K::Unparsed, NONE, NONE, true, C::Parse),
     (Pg, "SELECT * FROM pg_catalog.pg_class WHERE relname = $1", K::Query, &["pg_catalog.pg_class"], NONE, false, C::Catalog),
     (Pg, "SELECT column_name FROM information_schema.columns WHERE table_name = $1", K::Query, &["information_schema.columns"], NONE, false, C::Catalog),
     (Pg, "SELECT * FROM pg_stat_activity", K::Query, &["pg_stat_activity"], NONE, false, C::Catalog),
@@ -266,8 +282,8 @@ const ROWS: &[Row] = &[
     (Pg, "SHOW search_path", K::Util, NONE, NONE, false, C::NotQuery),
     (Pg, "LISTEN events", K::Util, NONE, NONE, false, C::NotQuery),
     (Pg, "LOCK TABLE accounts IN SHARE MODE", K::Util, &["accounts"], NONE, false, C::NotQuery),
-    // sqlparser 0.64 does not parse a bare TABLE statement.
-    (Pg, "TABLE users", K::Unparsed, NONE, NONE, true, C::Parse),
+    // sqlparser 0.64 parses a bare TABLE statement only as respelled SELECT * FROM.
+    (Pg, "TABLE users", K::Query, &["users"], NONE, false, C::Yes),
 
     // ---------------------------------------------------------------- MySQL / MariaDB: reads
     (My, "SELECT * FROM users WHERE id = ?", K::Query, &["users"], NONE, false, C::Yes),
@@ -323,8 +339,12 @@ const ROWS: &[Row] = &[
     (My, "SELECT my_udf(id) FROM items", K::Query, &["items"], NONE, true, C::Unknown),
     (My, "SELECT * FROM accounts WHERE id = ? FOR UPDATE", K::Query, &["accounts"], NONE, false, C::Locking),
     (My, "SELECT * FROM accounts WHERE id = ? FOR SHARE", K::Query, &["accounts"], NONE, false, C::Locking),
-    // sqlparser 0.64 does not parse LOCK IN SHARE MODE: a parse error is safe.
-    (My, "SELECT * FROM accounts WHERE id = ? LOCK IN SHARE MODE", K::Unparsed, NONE, NONE, true, C::Parse),
+    // LOCK IN SHARE MODE and MariaDB's WAIT n, which sqlparser 0.64 does not parse, are read
+    // as FOR SHARE and NOWAIT: locking reads, not parse errors that would invalidate everything.
+    (My, "SELECT * FROM accounts WHERE id = ? LOCK IN SHARE MODE", K::Query, &["accounts"], NONE, false, C::Locking),
+    (My, "SELECT * FROM accounts WHERE id = ? FOR UPDATE WAIT 5", K::Query, &["accounts"], NONE, false, C::Locking),
+    (My, "SELECT * FROM accounts WHERE id = ? LOCK IN SHARE MODE WAIT 1", K::Query, &["accounts"], NONE, false, C::Locking),
+    (My, "TABLE accounts", K::Query, &["accounts"], NONE, false, C::Yes),
     (My, "SELECT user, host FROM mysql.user", K::Query, &["mysql.user"], NONE, false, C::Catalog),
     (My, "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", K::Query, &["information_schema.tables"], NONE, false, C::Catalog),
     (My, "SELECT * FROM INFORMATION_SCHEMA.TABLES", K::Query, &["information_schema.tables"], NONE, false, C::Catalog),

@@ -7,7 +7,9 @@
 //! since it may run any statement.
 //!
 //! Before parsing, [`nesting`] bounds the depth of the syntax tree from the tokens, and the
-//! parser's recursion limit bounds the rest, so that no input overflows the stack.
+//! parser's recursion limit bounds the rest, so that no input overflows the stack; and
+//! [`spellings`] gives the parser the lock clauses and `TABLE` statements it does not know in
+//! words it does.
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
@@ -27,6 +29,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use super::functions::{self, Verdict};
 use super::names;
 use super::nesting;
+use super::spellings;
 use super::{
     Analysis, AnalyzerConfig, Dialect, IsolationLevel, NotCacheable, StatementKind, Table,
     TransactionControl,
@@ -176,7 +179,7 @@ fn parse(
     };
     let statements = Parser::new(dialect)
         .with_recursion_limit(limit)
-        .with_tokens_with_locations(tokens)
+        .with_tokens_with_locations(spellings::respell(tokens))
         .parse_statements()
         .map_err(|e| shorten(e.to_string()))?;
     Ok((statements, lexical))
@@ -864,6 +867,7 @@ impl Visitor for Walk<'_> {
         if !query.locks.is_empty() {
             self.not_cacheable(NotCacheable::Locking);
         }
+        self.table_commands(&query.body);
         if let SetExpr::Select(select) = &*query.body
             && select.into.is_some()
         {
@@ -904,16 +908,9 @@ impl Visitor for Walk<'_> {
     }
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        if self.not_tables.contains(&addr(relation)) || self.is_cte(relation) {
-            return ControlFlow::Continue(());
+        if !self.not_tables.contains(&addr(relation)) {
+            self.read(relation);
         }
-        let table = self.table(relation);
-        if names::system_catalog(self.dialect, &table) {
-            self.not_cacheable(NotCacheable::SystemCatalog(table.to_string()));
-        } else if names::temporary(&table) {
-            self.not_cacheable(NotCacheable::TemporaryTable(table.to_string()));
-        }
-        Self::add(&mut self.reads, self.config, table, 0);
         ControlFlow::Continue(())
     }
 
@@ -961,6 +958,43 @@ impl Visitor for Walk<'_> {
 }
 
 impl Walk<'_> {
+    /// A read of `relation`, unless it names a CTE in scope.
+    fn read(&mut self, relation: &ObjectName) {
+        if self.is_cte(relation) {
+            return;
+        }
+        let table = self.table(relation);
+        if names::system_catalog(self.dialect, &table) {
+            self.not_cacheable(NotCacheable::SystemCatalog(table.to_string()));
+        } else if names::temporary(&table) {
+            self.not_cacheable(NotCacheable::TemporaryTable(table.to_string()));
+        }
+        Self::add(&mut self.reads, self.config, table, 0);
+    }
+
+    /// `TABLE name`, alone or in a set operation: `SELECT * FROM name`. Its name is no
+    /// relation to sqlparser's visitor, so the walk would not see the read otherwise.
+    fn table_commands(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::Table(table) => match (&table.schema_name, &table.table_name) {
+                (schema, Some(name)) => {
+                    let parts = schema.iter().chain([name]).cloned().collect::<Vec<_>>();
+                    self.read(&ObjectName::from(parts));
+                }
+                // No name (sqlparser makes none, but its type allows it): unanalyzable.
+                (_, None) => {
+                    self.writes_all = true;
+                    self.not_cacheable(NotCacheable::ParseError("TABLE without a name".into()));
+                }
+            },
+            SetExpr::SetOperation { left, right, .. } => {
+                self.table_commands(left);
+                self.table_commands(right);
+            }
+            _ => {}
+        }
+    }
+
     /// `SELECT ... INTO`: PostgreSQL creates a table, MySQL assigns variables or writes a file.
     fn select_into(&mut self, select: &Select) {
         self.not_cacheable(NotCacheable::SelectInto);

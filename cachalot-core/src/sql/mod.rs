@@ -23,6 +23,7 @@ mod functions;
 mod memo;
 mod names;
 mod nesting;
+mod spellings;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
