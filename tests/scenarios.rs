@@ -369,6 +369,9 @@ each_database! {
         if ctx.is("mysql") {
             shapes[0] = "SELECT count(*) FROM items WHERE id < rand()";
         }
+        if ctx.is("postgresql") {
+            shapes.push("SELECT count(*) FROM items TABLESAMPLE BERNOULLI (100)");
+        }
         for sql in shapes {
             let before = cache.stats();
             for _ in 0..2 {

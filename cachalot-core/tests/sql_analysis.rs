@@ -135,7 +135,6 @@ const ROWS: &[Row] = &[
     (Pg, "SELECT * FROM accounts WHERE balance BETWEEN $1 AND $2 AND owner IS DISTINCT FROM $3 AND lower(email) = lower($4)", K::Query, &["accounts"], NONE, false, C::Yes),
     (Pg, "SELECT a, b, count(*) FROM t GROUP BY ROLLUP (a, b)", K::Query, &["t"], NONE, false, C::Yes),
     (Pg, "SELECT * FROM ONLY parents", K::Query, &["parents"], NONE, false, C::Yes),
-    (Pg, "SELECT * FROM t TABLESAMPLE SYSTEM (10)", K::Query, &["t"], NONE, false, C::Yes),
     (Pg, "WITH a AS (SELECT 1), b AS (SELECT * FROM (SELECT * FROM a) x) SELECT * FROM b", K::Query, NONE, NONE, false, C::Yes),
     (Pg, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM (SELECT * FROM r) x WHERE n < 5) SELECT * FROM r", K::Query, NONE, NONE, false, C::Yes),
     (Pg, r#"WITH "Foo" AS (SELECT 1) SELECT * FROM foo"#, K::Query, &["foo"], NONE, false, C::Yes),
@@ -186,6 +185,9 @@ const ROWS: &[Row] = &[
     (Pg, "SELECT * FROM jobs WHERE state = 'ready' LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED", K::Query, &["jobs"], NONE, false, C::Locking),
     (Pg, "SELECT * FROM orders o JOIN users u ON u.id = o.user_id FOR UPDATE OF o FOR KEY SHARE OF u", K::Query, &["orders", "users"], NONE, false, C::Locking),
     (Pg, r#"SELECT "key" FROM t FOR "no" KEY UPDATE"#, K::Unparsed, NONE, NONE, true, C::Parse),
+    // A sample is random, and a seeded one changes when VACUUM FULL or CLUSTER rewrites the table.
+    (Pg, "SELECT * FROM items TABLESAMPLE SYSTEM (10)", K::Query, &["items"], NONE, false, C::Volatile),
+    (Pg, "SELECT count(*) FROM items i TABLESAMPLE BERNOULLI (5) REPEATABLE (42)", K::Query, &["items"], NONE, false, C::Volatile),
     // TABLE name: SELECT * FROM name, as a statement, a subquery, a CTE or a set operand.
     (Pg, "TABLE jobs", K::Query, &["jobs"], NONE, false, C::Yes),
     (Pg, "TABLE audit.events ORDER BY id LIMIT 10", K::Query, &["audit.events"], NONE, false, C::Yes),

@@ -902,6 +902,12 @@ impl Visitor for Walk<'_> {
                 self.function(name, args.args.len());
             }
             TableFactor::Function { name, args, .. } => self.function(name, args.len()),
+            // A random sample of the rows, different at every run; even REPEATABLE's seed
+            // picks other rows once the table is rewritten (VACUUM FULL, CLUSTER), which no
+            // write to it announces.
+            TableFactor::Table {
+                sample: Some(_), ..
+            } => self.not_cacheable(NotCacheable::Volatile("TABLESAMPLE".into())),
             _ => {}
         }
         ControlFlow::Continue(())

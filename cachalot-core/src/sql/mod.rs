@@ -192,7 +192,8 @@ pub enum NotCacheable {
     Locking,
     /// `SELECT ... INTO`, which stores its result somewhere.
     SelectInto,
-    /// A function whose result changes between calls (`now()`, `random()`, ...).
+    /// A function whose result changes between calls (`now()`, `random()`, ...), or
+    /// `TABLESAMPLE`.
     Volatile(String),
     /// A function the analyzer does not know to be deterministic and that was not declared
     /// cacheable. It might read tables or have side effects, so the statement also gets
@@ -217,6 +218,9 @@ impl fmt::Display for NotCacheable {
             // Literals ('now') and session variables (@x) are values, not calls.
             NotCacheable::Volatile(name) if name.starts_with(['\'', '@']) => {
                 write!(f, "non-deterministic value {name}")
+            }
+            NotCacheable::Volatile(name) if name == "TABLESAMPLE" => {
+                f.write_str("TABLESAMPLE picks rows at random")
             }
             NotCacheable::Volatile(name) => write!(f, "non-deterministic function {name}()"),
             NotCacheable::UnknownFunction(name) => {
