@@ -446,6 +446,31 @@ each_database! {
         }
     }
 
+    async fn mysql_statement_modifiers_invalidate_the_table_written(ctx, cache) {
+        // sqlparser takes `IGNORE` in `UPDATE IGNORE items` for the table written.
+        if ctx.is("mysql") {
+            items(&ctx).await;
+            let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items WHERE name = 'oar'").fetch_one();
+            for (n, write) in [
+                "UPDATE IGNORE items SET name = 'oar' WHERE id = 1",
+                "UPDATE LOW_PRIORITY items SET name = 'oar' WHERE id = 2",
+                "DELETE QUICK FROM items WHERE id = 1",
+                "DELETE LOW_PRIORITY IGNORE FROM items WHERE id = 2",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let before = count().await.unwrap();
+                let hits = cache.stats().hits;
+                assert_eq!(count().await.unwrap(), before);
+                assert_eq!(cache.stats().hits, hits + 1, "cached before {write}");
+                exec!(ctx, write);
+                let expected = [1, 2, 1, 0][n];
+                assert_eq!(count().await.unwrap(), expected, "{write} invalidated items");
+            }
+        }
+    }
+
     async fn syntax_errors_come_back_unchanged(ctx, cache) {
         items(&ctx).await;
         let cached = ctx.db.query_scalar::<i64>("SELEKT count(*) FROM items").fetch_one().await.unwrap_err();

@@ -347,6 +347,12 @@ const ROWS: &[Row] = &[
     (My, "SELECT * FROM accounts WHERE id = ? FOR UPDATE WAIT 5", K::Query, &["accounts"], NONE, false, C::Locking),
     (My, "SELECT * FROM accounts WHERE id = ? LOCK IN SHARE MODE WAIT 1", K::Query, &["accounts"], NONE, false, C::Locking),
     (My, "TABLE accounts", K::Query, &["accounts"], NONE, false, C::Yes),
+    // Statement modifiers, which sqlparser 0.64 would take for the table written.
+    (My, "DELETE QUICK FROM items WHERE id = ?", K::Delete, NONE, &["items"], false, C::Write),
+    (My, "DELETE LOW_PRIORITY IGNORE FROM items", K::Delete, NONE, &["items"], false, C::Write),
+    (My, "UPDATE IGNORE items SET n = 1", K::Update, NONE, &["items"], false, C::Write),
+    (My, "UPDATE LOW_PRIORITY IGNORE items SET n = 1", K::Update, NONE, &["items"], false, C::Write),
+    (Pg, "UPDATE ignore SET n = 1", K::Update, NONE, &["ignore"], false, C::Write),
     (My, "SELECT user, host FROM mysql.user", K::Query, &["mysql.user"], NONE, false, C::Catalog),
     (My, "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", K::Query, &["information_schema.tables"], NONE, false, C::Catalog),
     (My, "SELECT * FROM INFORMATION_SCHEMA.TABLES", K::Query, &["information_schema.tables"], NONE, false, C::Catalog),

@@ -122,9 +122,9 @@ fn parse_in(
         n => n,
     };
     match dialect {
-        Dialect::Postgres => parse(&PostgreSqlDialect {}, limit, false, sql),
-        Dialect::MySql => parse(&MySqlDialect {}, limit, true, sql),
-        Dialect::Sqlite => parse(&SQLiteDialect {}, limit, false, sql),
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, dialect, limit, sql),
+        Dialect::MySql => parse(&MySqlDialect {}, dialect, limit, sql),
+        Dialect::Sqlite => parse(&SQLiteDialect {}, dialect, limit, sql),
     }
 }
 
@@ -147,14 +147,17 @@ struct Lexical {
     set_scope: Option<Keyword>,
 }
 
-/// Tokenizes, bounds the nesting, parses. `ampersands_are_and`: whether `&&` is MySQL's `AND`.
+/// Tokenizes, bounds the nesting, respells, parses: with `parser`, the sqlparser dialect of
+/// `dialect`.
 fn parse(
-    dialect: &dyn sqlparser::dialect::Dialect,
+    parser: &dyn sqlparser::dialect::Dialect,
+    dialect: Dialect,
     limit: usize,
-    ampersands_are_and: bool,
     sql: &str,
 ) -> Result<(Vec<Statement>, Lexical), String> {
-    let tokens = Tokenizer::new(dialect, sql)
+    // MySQL's `&&` is its `AND`.
+    let ampersands_are_and = dialect == Dialect::MySql;
+    let tokens = Tokenizer::new(parser, sql)
         .with_unescape(true)
         .tokenize_with_location()
         .map_err(|e| shorten(e.to_string()))?;
@@ -177,9 +180,9 @@ fn parse(
             _ => None,
         },
     };
-    let statements = Parser::new(dialect)
+    let statements = Parser::new(parser)
         .with_recursion_limit(limit)
-        .with_tokens_with_locations(spellings::respell(tokens))
+        .with_tokens_with_locations(spellings::respell(tokens, dialect))
         .parse_statements()
         .map_err(|e| shorten(e.to_string()))?;
     Ok((statements, lexical))

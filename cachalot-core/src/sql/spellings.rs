@@ -11,11 +11,19 @@
 //! - MySQL's `LOCK IN SHARE MODE`: `FOR SHARE`.
 //! - MariaDB's `WAIT n` after a locking clause: `NOWAIT`.
 //! - `TABLE name` as a statement (PostgreSQL, MySQL 8): `SELECT * FROM name`.
+//! - MySQL's `DELETE QUICK / LOW_PRIORITY / IGNORE` and `UPDATE LOW_PRIORITY / IGNORE`: the
+//!   same without the modifiers. These parse, wrongly: sqlparser takes the modifier for the
+//!   table written (`DELETE IGNORE FROM items` would write a table `ignore`), which would
+//!   leave `items`' entries cached after the write. MySQL reserves `IGNORE` and
+//!   `LOW_PRIORITY`, and reads `QUICK` after `DELETE` as the modifier; in other dialects they
+//!   may be table names, so the rule is MySQL's alone.
 //!
 //! Only unquoted words match: `"key"` is a name, never a keyword.
 
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
+
+use super::Dialect;
 
 /// What becomes of one token.
 enum Edit {
@@ -25,8 +33,8 @@ enum Edit {
     Replace(&'static [&'static str]),
 }
 
-/// `tokens` with the spellings above replaced; the same tokens when none occurs.
-pub(super) fn respell(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+/// `tokens`, in `dialect`, with the spellings above replaced; the same tokens when none occurs.
+pub(super) fn respell(tokens: Vec<TokenWithSpan>, dialect: Dialect) -> Vec<TokenWithSpan> {
     // The tokens the parser reads: whitespace and comments apart.
     let significant: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
@@ -75,6 +83,20 @@ pub(super) fn respell(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
                 edits.extend([(n + 1, Edit::Replace(&["NOWAIT"])), (n + 2, Edit::Drop)]);
                 3
             }
+            (Some(verb @ (Keyword::DELETE | Keyword::UPDATE)), _, _, _)
+                if dialect == Dialect::MySql
+                    && !matches!(
+                        keyword(n.wrapping_sub(1)),
+                        Some(Keyword::FOR | Keyword::ON | Keyword::KEY)
+                    ) =>
+            {
+                let mut m = n + 1;
+                while word(m).is_some_and(|w| modifier(verb, w)) {
+                    edits.push((m, Edit::Drop));
+                    m += 1;
+                }
+                m - n
+            }
             _ => 1,
         };
         // Onto the clause's last word, where `WAIT n` may follow.
@@ -105,6 +127,14 @@ pub(super) fn respell(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// Whether `word` is one of MySQL's modifiers of `verb` (`DELETE` or `UPDATE`).
+fn modifier(verb: Keyword, word: &sqlparser::tokenizer::Word) -> bool {
+    match word.keyword {
+        Keyword::LOW_PRIORITY | Keyword::IGNORE => true,
+        _ => verb == Keyword::DELETE && word.value.eq_ignore_ascii_case("quick"),
+    }
+}
+
 /// Whether `word`, after `before`, ends a locking clause: `FOR UPDATE`, `FOR SHARE` or
 /// `... SHARE MODE` (which `LOCK IN` starts).
 fn locking(word: Option<Keyword>, before: Option<Keyword>) -> bool {
@@ -123,10 +153,14 @@ mod tests {
     use super::*;
 
     fn respelled(sql: &str) -> String {
+        respelled_in(sql, Dialect::Postgres)
+    }
+
+    fn respelled_in(sql: &str, dialect: Dialect) -> String {
         let tokens = Tokenizer::new(&GenericDialect {}, sql)
             .tokenize_with_location()
             .unwrap_or_default();
-        let words: Vec<String> = respell(tokens)
+        let words: Vec<String> = respell(tokens, dialect)
             .into_iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
             .map(|t| t.token.to_string())
@@ -169,6 +203,51 @@ mod tests {
         ];
         for (sql, expected) in cases {
             assert_eq!(respelled(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn mysql_modifiers_of_delete_and_update_go() {
+        let cases = [
+            ("DELETE QUICK FROM items", "DELETE FROM items"),
+            (
+                "DELETE low_priority quick IGNORE FROM items WHERE id = 1",
+                "DELETE FROM items WHERE id = 1",
+            ),
+            ("UPDATE IGNORE items SET n = 1", "UPDATE items SET n = 1"),
+            (
+                "UPDATE LOW_PRIORITY IGNORE items SET n = 1",
+                "UPDATE items SET n = 1",
+            ),
+            (
+                "WITH x AS (SELECT 1) DELETE IGNORE FROM items",
+                "WITH x AS ( SELECT 1 ) DELETE FROM items",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(respelled_in(sql, Dialect::MySql), expected, "{sql}");
+        }
+        // Names elsewhere: PostgreSQL and SQLite reserve neither word.
+        for sql in ["UPDATE ignore SET n = 1", "DELETE FROM quick"] {
+            assert_eq!(respelled_in(sql, Dialect::Postgres), sql);
+            assert_eq!(respelled_in(sql, Dialect::Sqlite), sql);
+        }
+        // Not a DELETE or an UPDATE statement, and quoted names.
+        for sql in [
+            "UPDATE `ignore` SET n = 1",
+            "SELECT a FROM t FOR UPDATE SKIP LOCKED",
+            "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE quick = 1",
+            "UPDATE t SET quick = 1",
+        ] {
+            let tokens = Tokenizer::new(&GenericDialect {}, sql)
+                .tokenize_with_location()
+                .unwrap_or_default();
+            let plain: Vec<String> = tokens
+                .iter()
+                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+                .map(|t| t.token.to_string())
+                .collect();
+            assert_eq!(respelled_in(sql, Dialect::MySql), plain.join(" "), "{sql}");
         }
     }
 
