@@ -45,6 +45,55 @@ async fn postgres_read_committed_transactions_share_clean_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_session_settings_make_the_rest_of_a_transaction_bypass_the_cache() {
+    let Some((fx, cache, db)) = setup_pg().await else {
+        return;
+    };
+    // A schema of the same layout, with other rows, that a search_path can point to.
+    let alt = format!("{}_alt", fx.schema);
+    for sql in [
+        format!("CREATE SCHEMA \"{alt}\""),
+        format!("CREATE TABLE \"{alt}\".a (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"),
+        format!("INSERT INTO \"{alt}\".a VALUES (1, 99)"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&fx.admin)
+            .await
+            .unwrap();
+    }
+    let read = "SELECT v FROM a WHERE id = 1";
+    let search_alt = format!("SET LOCAL search_path = \"{alt}\"");
+    for cached_before in [true, false] {
+        db.invalidate(&["a"]).await;
+        if cached_before {
+            assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
+        }
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(search_alt.clone()))
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        let bypasses = cache.stats().bypasses.get(BypassReason::Transaction);
+        // The same SQL now names the other schema's table: never the cached answer...
+        assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 99);
+        assert_eq!(
+            cache.stats().bypasses.get(BypassReason::Transaction),
+            bypasses + 1
+        );
+        tx.commit().await.unwrap();
+        // ... and never stored for the pool, whose search_path is its own schema.
+        assert_eq!(db.query_scalar::<i64>(read).fetch_one().await.unwrap(), 10);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{alt}\" CASCADE"
+    )))
+    .execute(&fx.admin)
+    .await
+    .unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_repeatable_read_and_serializable_bypass_the_cache() {
     let Some((fx, cache, db)) = setup_pg().await else {
         return;

@@ -157,6 +157,24 @@ where
         }
     }
 
+    /// [`route`](Self::route) for a statement run on the pool, outside a transaction.
+    fn route_pooled<'q, E: Execute<'q, DB>>(&self, query: E) -> Routed<DB> {
+        let routed = self.route(query);
+        if let Routed::Read(forwarded, analysis) = &routed
+            && analysis.kind == StatementKind::Session
+            && self.shared.first_warning(forwarded.sql.as_str())
+        {
+            // A transaction follows it (its later reads bypass the cache); the pool cannot
+            // know which connection a later read gets.
+            tracing::warn!(
+                sql = forwarded.sql.as_str(),
+                "cachalot: a session setting sent through the pool changes one pooled connection; \
+                 set it in the pool's after_connect, or inside a transaction"
+            );
+        }
+        routed
+    }
+
     /// Wraps a write: its tables widened by the catalog's cascades and triggers (read first
     /// if unknown or stale), locked before it runs, bumped after.
     pub(crate) fn invalidation(&self, mut writes: WriteSet) -> Invalidation {
@@ -190,7 +208,7 @@ where
         E: 'q + Execute<'q, DB>,
         T: Send + 'e,
     {
-        match self.route(query) {
+        match self.route_pooled(query) {
             Routed::Read(forwarded, _) => call(&self.pool, forwarded),
             Routed::Write(forwarded, writes, ddl) => Box::pin(
                 self.invalidation(writes)
@@ -248,7 +266,7 @@ where
         'p: 'e,
         E: 'q + Execute<'q, DB>,
     {
-        match self.route(query) {
+        match self.route_pooled(query) {
             Routed::Read(forwarded, _) => self.pool.fetch_many(forwarded),
             Routed::Write(forwarded, writes, ddl) => self
                 .invalidation(writes)

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cachalot_core::engine::WriteSet;
-use cachalot_core::sql::{Dialect, IsolationLevel, TransactionControl};
+use cachalot_core::sql::{Dialect, IsolationLevel, StatementKind, TransactionControl};
 use sqlx::{Acquire, Execute, Executor, SqlSafeStr, Transaction};
 
 use crate::database::CacheDatabase;
@@ -61,12 +61,18 @@ pub(crate) struct TxState {
     pub(crate) isolation: Option<IsolationLevel>,
     /// A schema change ran: the catalog is read again after COMMIT.
     pub(crate) schema_changed: bool,
+    /// A setting a read may depend on changed (`SET search_path`, `SET ROLE`, `USE`, ...):
+    /// the same SQL may now read other tables or return other rows than the cache's.
+    pub(crate) session_changed: bool,
 }
 
 impl TxState {
-    /// Whether a read of `tables` must bypass the cache because the transaction wrote them.
+    /// Whether a read of `tables` must bypass the cache: the transaction wrote them, or
+    /// changed a setting the read may depend on.
     pub(crate) fn touches<'t>(&self, mut tables: impl Iterator<Item = &'t str>) -> bool {
-        self.dirty.is_all() || tables.any(|t| self.dirty.table_names().any(|d| d == t))
+        self.session_changed
+            || self.dirty.is_all()
+            || tables.any(|t| self.dirty.table_names().any(|d| d == t))
     }
 }
 
@@ -175,6 +181,9 @@ where
     ) -> Result<Forwarded<DB>, sqlx::Error> {
         match self.pool.route(query) {
             Routed::Read(forwarded, analysis) => {
+                if analysis.kind == StatementKind::Session {
+                    lock(&self.state).session_changed = true;
+                }
                 if let Some(TransactionControl::SetTransaction {
                     isolation: Some(level),
                     session: false,

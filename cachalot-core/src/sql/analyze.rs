@@ -650,7 +650,6 @@ impl<'c> Walk<'c> {
             | Statement::ShowProcessList { .. }
             | Statement::ShowCatalogs { .. }
             | Statement::ExplainTable { .. }
-            | Statement::Use(_)
             | Statement::Pragma { .. }
             | Statement::Analyze(_)
             | Statement::Prepare { .. }
@@ -664,11 +663,12 @@ impl<'c> Walk<'c> {
             | Statement::Kill { .. }
             | Statement::Lock(_)
             | Statement::LockTables { .. }
-            | Statement::UnlockTables
-            | Statement::Discard { .. }
-            | Statement::Reset(_) => {
+            | Statement::UnlockTables => {
                 // Relations named here (SHOW COLUMNS FROM t, LOCK TABLES t) are not written.
                 StatementKind::Utility
+            }
+            Statement::Use(_) | Statement::Discard { .. } | Statement::Reset(_) => {
+                StatementKind::Session
             }
             _ => {
                 // Any other statement: every table it names is written; none named means
@@ -698,7 +698,8 @@ fn isolation(modes: &[TransactionMode]) -> Option<IsolationLevel> {
 }
 
 /// `SET` of a variable that holds the transaction isolation level: where the level applies,
-/// following each database's rules; any other `SET` is a [`StatementKind::Utility`].
+/// following each database's rules. Any other `SET` is a [`StatementKind::Session`], or a
+/// [`StatementKind::Utility`] when every setting it makes is [`harmless`].
 fn isolation_variable(dialect: Dialect, set: &Set) -> StatementKind {
     let assignments: Vec<(Option<&ContextModifier>, &ObjectName, Option<&Expr>)> = match set {
         Set::SingleAssignment {
@@ -711,9 +712,11 @@ fn isolation_variable(dialect: Dialect, set: &Set) -> StatementKind {
             .iter()
             .map(|a| (a.scope.as_ref(), &a.name, Some(&a.value)))
             .collect(),
-        _ => Vec::new(),
+        // SET ROLE, SET SESSION AUTHORIZATION, SET TIME ZONE, SET NAMES, ...
+        _ => return StatementKind::Session,
     };
     let mut kind = StatementKind::Utility;
+    let mut changes_session = false;
     for (scope, variable, value) in assignments {
         let parts: Vec<String> = variable
             .0
@@ -723,8 +726,12 @@ fn isolation_variable(dialect: Dialect, set: &Set) -> StatementKind {
         let (prefix, name) = match parts.as_slice() {
             [name] => (None, name.as_str()),
             [prefix, name] => (Some(prefix.as_str()), name.as_str()),
-            _ => continue,
+            _ => {
+                changes_session = true;
+                continue;
+            }
         };
+        changes_session |= !harmless(prefix, name);
         let global = scope == Some(&ContextModifier::Global) || prefix == Some("@@global");
         let session = match (dialect, name.trim_start_matches("@@")) {
             // MySQL: `@@transaction_isolation` is the next transaction's level, any other
@@ -747,7 +754,60 @@ fn isolation_variable(dialect: Dialect, set: &Set) -> StatementKind {
             session,
         });
     }
-    kind
+    match kind {
+        StatementKind::Utility if changes_session => StatementKind::Session,
+        kind => kind,
+    }
+}
+
+/// Whether the setting `name` (after `prefix`: `@@session`, `local`, a custom setting's
+/// class, ...) leaves every query's rows as they were: a timeout, a name, a planner, memory
+/// or logging knob, a MySQL user variable (whose reads are never cached). Anything else may
+/// change what a query means or returns (`search_path`, `TimeZone`, `sql_mode`, a custom
+/// setting a function reads, ...).
+fn harmless(prefix: Option<&str>, name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+        "application_name",
+        "work_mem",
+        "maintenance_work_mem",
+        "temp_buffers",
+        "hash_mem_multiplier",
+        "synchronous_commit",
+        "client_min_messages",
+        "log_statement",
+        "log_min_duration_statement",
+        "log_min_messages",
+        "jit",
+        "random_page_cost",
+        "seq_page_cost",
+        "effective_cache_size",
+        "max_parallel_workers_per_gather",
+        "plan_cache_mode",
+        "innodb_lock_wait_timeout",
+        "lock_wait_timeout",
+        "max_execution_time",
+        "max_statement_time",
+        "wait_timeout",
+        "net_read_timeout",
+        "net_write_timeout",
+        "long_query_time",
+        "optimizer_switch",
+        "foreign_key_checks",
+        "unique_checks",
+    ];
+    let user_variable = prefix.is_none() && name.starts_with('@') && !name.starts_with("@@");
+    let name = name.trim_start_matches("@@");
+    match prefix {
+        None | Some("@@session" | "session" | "local") => {
+            user_variable || name.starts_with("enable_") || NAMES.contains(&name)
+        }
+        _ => user_variable,
+    }
 }
 
 /// An isolation level spelled as a value: `'READ-COMMITTED'`, `'read committed'`, ...

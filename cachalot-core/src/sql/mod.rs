@@ -129,8 +129,13 @@ pub enum StatementKind {
     Procedure,
     /// `BEGIN`, `COMMIT`, `ROLLBACK`, savepoints and `SET TRANSACTION`.
     Transaction(TransactionControl),
-    /// `EXPLAIN`, `SHOW`, `SET`, `PRAGMA` and other statements that change no table data.
+    /// `EXPLAIN`, `SHOW`, `PRAGMA` and other statements that change no table data, `SET` of
+    /// a timeout or another setting no query's rows depend on included.
     Utility,
+    /// `SET` (of `search_path`, the role, the time zone, `sql_mode`, ...), `RESET`,
+    /// `DISCARD` or `USE`: changes no table, but may change what later statements on the
+    /// same connection read or return.
+    Session,
     /// Several statements in one string.
     Multiple,
     /// The SQL did not parse.
