@@ -773,11 +773,9 @@ async fn postgres_schemas_behind_one_cache_never_share_entries() {
     let cache = scenario_cache();
     let da = cache.attach(a.pool.clone());
     let db = cache.attach(b.pool.clone());
-    assert_ne!(
-        da.database(),
-        db.database(),
-        "search_path is part of the identity"
-    );
+    // One database, whose tables both pools' writes invalidate; but the search_path is part
+    // of what a key names, as the same SQL reads other tables.
+    assert_eq!(da.database(), db.database());
     for (pool, v) in [(&da, 1_i64), (&db, 2_i64)] {
         sqlx::query("CREATE TABLE t (v BIGINT)")
             .execute(pool)
@@ -800,6 +798,62 @@ async fn postgres_schemas_behind_one_cache_never_share_entries() {
     assert_eq!(read(&da).await, [1]);
     a.cleanup().await;
     b.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pools_as_other_sessions_on_one_database_see_each_others_writes() {
+    let Some(fx) = PgFixture::new().await else {
+        return;
+    };
+    // The same tables through other startup options (as through another user, a read-only
+    // one say): the entries are the pool's own, the writes invalidate them all the same.
+    let options: sqlx::postgres::PgConnectOptions = common::pg_url().parse().unwrap();
+    let search_path = format!("{},public", fx.schema);
+    let other = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.options([("search_path", search_path.as_str())]))
+        .await
+        .unwrap();
+    let cache = scenario_cache();
+    let reader = cache.attach(fx.pool.clone());
+    let writer = cache.attach(other.clone());
+    sqlx::query("CREATE TABLE t (v BIGINT)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    let count = || {
+        reader
+            .query_scalar::<i64>("SELECT count(*) FROM t")
+            .fetch_one()
+    };
+    assert_eq!(count().await.unwrap(), 1);
+    assert_eq!(count().await.unwrap(), 1);
+    assert_eq!(cache.stats().hits, 1);
+    sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    assert_eq!(
+        count().await.unwrap(),
+        2,
+        "the writer's INSERT invalidated it"
+    );
+    let mut tx = writer.begin().await.unwrap();
+    sqlx::query("DELETE FROM t").execute(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count().await.unwrap(), 0, "so did its transaction's DELETE");
+    // One epoch, too: the writer's invalidate_all empties the reader's entries.
+    assert_eq!(count().await.unwrap(), 0);
+    writer.invalidate_all().await;
+    let misses = cache.stats().misses;
+    assert_eq!(count().await.unwrap(), 0);
+    assert_eq!(cache.stats().misses, misses + 1, "the epoch is the database's");
+    other.close().await;
+    fx.cleanup().await;
 }
 
 each_database! {

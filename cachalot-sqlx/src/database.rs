@@ -13,10 +13,15 @@ pub trait CacheDatabase: Database {
     /// The dialect statements are analyzed in.
     const DIALECT: Dialect;
 
-    /// The identity of the database the options connect to, without the password: two pools
-    /// on one database, as one user with the same startup options, share entries; anything
-    /// else never does.
+    /// The identity of the database the options connect to, where its tables live (server
+    /// and database, never the user or the password): a write through any pool on it
+    /// invalidates the reads of every pool on it.
     fn identity(options: &<Self::Connection as Connection>::Options) -> String;
+
+    /// What of the session changes what the same SQL returns on that database (the user, for
+    /// its privileges and row-level security; PostgreSQL's startup options, for the
+    /// `search_path`): pools share entries only when this is equal too.
+    fn session(options: &<Self::Connection as Connection>::Options) -> String;
 
     /// Asks the server which isolation level a transaction gets by default, as the server
     /// prints it (`read committed`, `REPEATABLE-READ`, ...).
@@ -182,19 +187,23 @@ impl CacheDatabase for sqlx::Postgres {
             Some(socket) => socket.display().to_string(),
             None => options.get_host().to_owned(),
         };
-        let user = options.get_username();
-        // The user (row-level security) and the startup options (search_path) change what
-        // the same SQL returns: pools differing in either must not share entries.
-        let mut identity = format!(
-            "postgres://{user}@{host}:{}/{}",
+        // Without a name, a connection lands in the database named after its user.
+        format!(
+            "postgres://{host}:{}/{}",
             options.get_port(),
-            options.get_database().unwrap_or(user)
-        );
+            options
+                .get_database()
+                .unwrap_or_else(|| options.get_username())
+        )
+    }
+
+    fn session(options: &sqlx::postgres::PgConnectOptions) -> String {
+        let mut session = format!("user={}", options.get_username());
         if let Some(startup) = options.get_options() {
-            identity.push_str("?options=");
-            identity.push_str(startup);
+            session.push_str(" options=");
+            session.push_str(startup);
         }
-        identity
+        session
     }
 }
 
@@ -266,13 +275,15 @@ impl CacheDatabase for sqlx::MySql {
             Some(socket) => socket.display().to_string(),
             None => options.get_host().to_owned(),
         };
-        // The user, as its privileges can change what the same SQL returns.
         format!(
-            "mysql://{}@{host}:{}/{}",
-            options.get_username(),
+            "mysql://{host}:{}/{}",
             options.get_port(),
             options.get_database().unwrap_or_default()
         )
+    }
+
+    fn session(options: &sqlx::mysql::MySqlConnectOptions) -> String {
+        format!("user={}", options.get_username())
     }
 }
 
@@ -324,6 +335,11 @@ impl CacheDatabase for sqlx::Sqlite {
             // must never mix two processes' private databases.
             Err(_) => format!("sqlite://{}#{}", path.display(), process_nonce()),
         }
+    }
+
+    fn session(_: &sqlx::sqlite::SqliteConnectOptions) -> String {
+        // One file, one set of rows: SQLite has no users or per-session name resolution.
+        String::new()
     }
 }
 

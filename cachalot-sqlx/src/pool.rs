@@ -46,8 +46,12 @@ use crate::transaction::CachedTransaction;
 pub struct CachedPool<DB: CacheDatabase> {
     pub(crate) pool: Pool<DB>,
     pub(crate) cache: Cachalot,
+    /// Where the tables live: what the tables' tokens are kept under.
     pub(crate) database: Arc<str>,
-    /// The keys' prefix and `database`, digested once.
+    /// What of the session changes what the same SQL returns (see
+    /// [`CacheDatabase::session`]).
+    pub(crate) session: Arc<str>,
+    /// The keys' prefix, `database` and `session`, digested once.
     pub(crate) namespace: Namespace,
     pub(crate) shared: Arc<Shared>,
     /// Reads skip the cache (writes still invalidate): see [`CachedPool::uncached`].
@@ -90,6 +94,7 @@ where
             pool: self.pool.clone(),
             cache: self.cache.clone(),
             database: self.database.clone(),
+            session: self.session.clone(),
             namespace: self.namespace,
             shared: self.shared.clone(),
             bypass_reads: self.bypass_reads,
@@ -104,6 +109,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedPool")
             .field("database", &self.database)
+            .field("session", &self.session)
             .field("pool", &self.pool)
             .field("bypass_reads", &self.bypass_reads)
             .finish()
@@ -139,12 +145,15 @@ where
     /// Attaches `cache` to `pool`. Several pools may share one cache: entries are kept
     /// apart by the database each pool connects to.
     pub fn with_cache(pool: Pool<DB>, cache: Cachalot) -> Self {
-        let database: Arc<str> = DB::identity(&pool.connect_options()).into();
+        let options = pool.connect_options();
+        let database: Arc<str> = DB::identity(&options).into();
+        let session: Arc<str> = DB::session(&options).into();
         CachedPool {
             pool,
-            namespace: cache.namespace(&database),
+            namespace: namespace(&cache, &database, &session),
             cache,
             database,
+            session,
             shared: Arc::default(),
             bypass_reads: false,
         }
@@ -152,14 +161,18 @@ where
 
     /// Names the database explicitly instead of deriving its identity from the connection
     /// target; processes that reach one database by different addresses must use one name.
+    /// Pools that connect as other users or with other startup options keep their entries
+    /// apart under one name, and still invalidate each other's.
     pub fn with_database_name(mut self, name: impl Into<String>) -> Self {
         self.database = name.into().into();
-        self.namespace = self.cache.namespace(&self.database);
+        self.namespace = namespace(&self.cache, &self.database, &self.session);
         self
     }
 
-    /// The identity of the database (derived from the connection target, without credentials,
-    /// or set by [`with_database_name`](Self::with_database_name)).
+    /// The identity of the database, where its tables live (derived from the server and the
+    /// database name, never the user or a password, or set by
+    /// [`with_database_name`](Self::with_database_name)): writes through any pool with this
+    /// identity invalidate the reads of all of them.
     pub fn database(&self) -> &str {
         &self.database
     }
@@ -361,6 +374,15 @@ impl<DB: CacheDatabase> CachedPool<DB> {
         if self.shared.dependents.must_read_first() {
             Box::pin(self.dependents()).await;
         }
+    }
+}
+
+/// The keys' namespace of a pool on `database` in `session`.
+fn namespace(cache: &Cachalot, database: &str, session: &str) -> Namespace {
+    match session {
+        "" => cache.namespace(database),
+        // Length-prefixed: no other pair of strings joins to the same.
+        session => cache.namespace(&format!("{}:{database}{session}", database.len())),
     }
 }
 
