@@ -851,9 +851,65 @@ async fn postgres_pools_as_other_sessions_on_one_database_see_each_others_writes
     writer.invalidate_all().await;
     let misses = cache.stats().misses;
     assert_eq!(count().await.unwrap(), 0);
-    assert_eq!(cache.stats().misses, misses + 1, "the epoch is the database's");
+    assert_eq!(
+        cache.stats().misses,
+        misses + 1,
+        "the epoch is the database's"
+    );
     other.close().await;
     fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_reads_of_another_database_are_not_cached() {
+    let Some(a) = MySqlFixture::new().await else {
+        return;
+    };
+    let Some(b) = MySqlFixture::new().await else {
+        return;
+    };
+    let cache = scenario_cache();
+    let da = cache.attach(a.pool.clone());
+    let db = cache.attach(b.pool.clone());
+    sqlx::query("CREATE TABLE t (v BIGINT)")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&db)
+        .await
+        .unwrap();
+    // `b`'s table read through `a`'s pool: its writes go through `b`'s, whose tokens are
+    // not `a`'s. Cached, the second count would be the first.
+    let across = format!("SELECT count(*) FROM `{}`.t", b.database);
+    let count = || {
+        da.query_scalar::<i64>(AssertSqlSafe(across.clone()))
+            .fetch_one()
+    };
+    assert_eq!(count().await.unwrap(), 1);
+    let bypasses = cache.stats().bypasses.not_cacheable;
+    sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(count().await.unwrap(), 2);
+    assert_eq!(cache.stats().bypasses.not_cacheable, bypasses + 1);
+    // Its own database named in full is still its own.
+    sqlx::query("CREATE TABLE own (v BIGINT)")
+        .execute(&da)
+        .await
+        .unwrap();
+    let own = format!("SELECT count(*) FROM `{}`.own", a.database);
+    let hits = cache.stats().hits;
+    for _ in 0..2 {
+        da.query_scalar::<i64>(AssertSqlSafe(own.clone()))
+            .fetch_one()
+            .await
+            .unwrap();
+    }
+    assert_eq!(cache.stats().hits, hits + 1);
+    a.cleanup().await;
+    b.cleanup().await;
 }
 
 each_database! {

@@ -129,7 +129,7 @@ impl<'a, DB: CacheDatabase> FnCall<'a, DB> {
         let mut tables: Vec<String> = Vec::new();
         for sql in sqls {
             let analysis = cache.analyze_in(&pool.database, DB::DIALECT, sql);
-            match cache.decide(&pool.database, &analysis) {
+            match pool.decide(&analysis) {
                 Decision::Cache(reads) => tables.extend(reads.tables().map(str::to_owned)),
                 Decision::Bypass(reason) => {
                     cache.record_bypass(reason);

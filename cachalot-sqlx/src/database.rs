@@ -23,6 +23,15 @@ pub trait CacheDatabase: Database {
     /// `search_path`): pools share entries only when this is equal too.
     fn session(options: &<Self::Connection as Connection>::Options) -> String;
 
+    /// MySQL's databases are schemas of one server: the database the options use, whose
+    /// tables the pool's tokens are. A statement that names a table of another (`other.items`)
+    /// reads or writes rows whose tokens belong to the pools on that database: its reads are
+    /// not cached. `None` where a schema-qualified name is still this database's table.
+    fn schema_database(options: &<Self::Connection as Connection>::Options) -> Option<String> {
+        let _ = options;
+        None
+    }
+
     /// Asks the server which isolation level a transaction gets by default, as the server
     /// prints it (`read committed`, `REPEATABLE-READ`, ...).
     fn default_isolation(pool: &Pool<Self>) -> BoxFuture<'_, Result<String, sqlx::Error>>;
@@ -284,6 +293,10 @@ impl CacheDatabase for sqlx::MySql {
 
     fn session(options: &sqlx::mysql::MySqlConnectOptions) -> String {
         format!("user={}", options.get_username())
+    }
+
+    fn schema_database(options: &sqlx::mysql::MySqlConnectOptions) -> Option<String> {
+        options.get_database().map(str::to_owned)
     }
 }
 

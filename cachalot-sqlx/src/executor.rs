@@ -142,6 +142,15 @@ where
         if analysis.is_read_only() {
             Routed::Read(forwarded, analysis)
         } else {
+            if self.names_other_database(&analysis.writes)
+                && self.shared.first_warning(forwarded.sql.as_str())
+            {
+                tracing::warn!(
+                    sql = forwarded.sql.as_str(),
+                    "cachalot: a write to another database's table invalidates this pool's \
+                     reads only; send it through a pool on that database"
+                );
+            }
             if analysis.writes_all && self.shared.first_warning(forwarded.sql.as_str()) {
                 tracing::warn!(
                     sql = forwarded.sql.as_str(),

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use cachalot_core::Cachalot;
-use cachalot_core::engine::Catalog;
+use cachalot_core::engine::{Catalog, Decision};
 use cachalot_core::key::Namespace;
 use cachalot_core::signal::Invalidation;
-use cachalot_core::sql::IsolationLevel;
-use cachalot_core::stats::Stats;
+use cachalot_core::sql::{Analysis, IsolationLevel, Table};
+use cachalot_core::stats::{BypassReason, Stats};
 use sqlx::{Executor, Pool, SqlSafeStr};
 use tokio::sync::{OnceCell, broadcast};
 
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) dependents: crate::dependents::DependentsCell,
     /// Hashes of the statements already warned about, so each is logged once.
     warned: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// MySQL: the database the pool uses (see [`CacheDatabase::schema_database`]).
+    schema_database: Option<String>,
 }
 
 impl Shared {
@@ -148,13 +150,17 @@ where
         let options = pool.connect_options();
         let database: Arc<str> = DB::identity(&options).into();
         let session: Arc<str> = DB::session(&options).into();
+        let shared = Shared {
+            schema_database: DB::schema_database(&options),
+            ..Shared::default()
+        };
         CachedPool {
             pool,
             namespace: namespace(&cache, &database, &session),
             cache,
             database,
             session,
-            shared: Arc::default(),
+            shared: Arc::new(shared),
             bypass_reads: false,
         }
     }
@@ -370,6 +376,26 @@ impl<DB: CacheDatabase> CachedPool<DB> {
 
     /// Before a read that may be cached: the catalog is read first if it never was, or if a
     /// schema change went through since (a view it created may call `now()`).
+    /// [`Cachalot::decide`] for a read through this pool: a MySQL read of another database's
+    /// table is not cached, as its writes invalidate the pools on that database.
+    pub(crate) fn decide(&self, analysis: &Arc<Analysis>) -> Decision {
+        match self.cache.decide(&self.database, analysis) {
+            Decision::Cache(_) if self.names_other_database(&analysis.reads) => {
+                Decision::Bypass(BypassReason::NotCacheable)
+            }
+            decision => decision,
+        }
+    }
+
+    /// Whether `tables` holds a table of another MySQL database than the pool's.
+    pub(crate) fn names_other_database(&self, tables: &[Table]) -> bool {
+        self.shared.schema_database.as_deref().is_some_and(|own| {
+            tables
+                .iter()
+                .any(|t| t.schema.as_deref().is_some_and(|schema| schema != own))
+        })
+    }
+
     pub(crate) async fn catalog_for_reads(&self) {
         if self.shared.dependents.must_read_first() {
             Box::pin(self.dependents()).await;

@@ -208,7 +208,7 @@ where
                     let writes = WriteSet::from_analysis(&analysis);
                     return Box::pin(pool.invalidation(writes).around(fetch())).await;
                 }
-                match cache.decide(&pool.database, &analysis) {
+                match pool.decide(&analysis) {
                     Decision::Cache(_) if pool.bypass_reads => {
                         cache.record_bypass(BypassReason::Disabled);
                         fetch().await
@@ -243,7 +243,7 @@ where
                         lock(state).dirty.merge(&writes);
                         return fetch().await;
                     }
-                    let reads = match cache.decide(&pool.database, &analysis) {
+                    let reads = match pool.decide(&analysis) {
                         Decision::Cache(reads) if !pool.bypass_reads => reads,
                         Decision::Cache(_) => {
                             cache.record_bypass(BypassReason::Disabled);
