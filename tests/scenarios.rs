@@ -471,6 +471,36 @@ each_database! {
         }
     }
 
+    async fn uuids_and_timestamps_bind_to_cached_reads(ctx, cache) {
+        let (uuid, timestamp) = if ctx.is("postgresql") {
+            ("UUID", "TIMESTAMP")
+        } else if ctx.is("mysql") {
+            ("BINARY(16)", "DATETIME(6)")
+        } else {
+            ("BLOB", "TEXT")
+        };
+        exec!(ctx, &format!("CREATE TABLE events (id BIGINT PRIMARY KEY, token {uuid} NOT NULL, at {timestamp} NOT NULL)"));
+        let tokens = [sqlx::types::Uuid::from_u128(7), sqlx::types::Uuid::from_u128(8)];
+        let day = sqlx::types::chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        let times = [day.and_hms_opt(9, 0, 0).unwrap(), day.and_hms_micro_opt(9, 0, 0, 1).unwrap()];
+        for (i, (token, at)) in tokens.iter().zip(&times).enumerate() {
+            exec!(ctx, "INSERT INTO events (id, token, at) VALUES (?, ?, ?)", i as i64 + 1, *token, *at);
+        }
+        let by_token = |t: sqlx::types::Uuid| ctx.db.query_scalar::<i64>(ctx.sql("SELECT id FROM events WHERE token = ?")).bind(t).fetch_optional();
+        let by_time = |t: sqlx::types::chrono::NaiveDateTime| ctx.db.query_scalar::<i64>(ctx.sql("SELECT id FROM events WHERE at = ?")).bind(t).fetch_optional();
+        for _ in 0..2 {
+            // Two values, two keys: each read gets its own row, the second time from the cache.
+            assert_eq!(by_token(tokens[0]).await.unwrap(), Some(1));
+            assert_eq!(by_token(tokens[1]).await.unwrap(), Some(2));
+            assert_eq!(by_time(times[0]).await.unwrap(), Some(1));
+            assert_eq!(by_time(times[1]).await.unwrap(), Some(2), "a microsecond apart");
+        }
+        assert_eq!(cache.stats().hits, 4);
+        exec!(ctx, "DELETE FROM events WHERE token = ?", tokens[1]);
+        assert_eq!(by_token(tokens[1]).await.unwrap(), None);
+        assert_eq!(by_time(times[1]).await.unwrap(), None);
+    }
+
     async fn syntax_errors_come_back_unchanged(ctx, cache) {
         items(&ctx).await;
         let cached = ctx.db.query_scalar::<i64>("SELEKT count(*) FROM items").fetch_one().await.unwrap_err();

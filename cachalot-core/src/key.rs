@@ -43,6 +43,8 @@ const MARK_PARAM: u8 = 0x01;
 const MARK_RESULT: u8 = 0x02;
 
 /// Type tags of bound values. Each Rust type that sqlx encodes differently has its own tag.
+mod foreign;
+
 mod tag {
     pub const I8: u8 = 0x10;
     pub const I16: u8 = 0x11;
@@ -183,7 +185,9 @@ impl KeySink {
 /// The type is written separately from the value so that `None` and empty sequences still
 /// carry their element type. Implemented for the integers, floats (by bits: `-0.0` and `0.0`
 /// are different keys), `bool`, `char`, strings, byte strings (`[u8]`, `Vec<u8>`), `Option`,
-/// slices, arrays and `Vec` of key parameters, and references and smart pointers to them.
+/// slices, arrays and `Vec` of key parameters, and references and smart pointers to them;
+/// with the crate features of the same names, for `uuid::Uuid`, chrono's and time's dates and
+/// times, `rust_decimal::Decimal` and `serde_json::Value`.
 ///
 /// Implementing it for another type:
 ///
