@@ -215,3 +215,106 @@ async fn sqlite_failed_commit_still_invalidates() {
     assert!(tx.commit().await.is_err());
     assert_eq!(signals.try_recv().unwrap().table.as_deref(), Some("b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_statements_that_commit_implicitly_invalidate_what_they_commit() {
+    let Some(fx) = MySqlFixture::new().await else {
+        return;
+    };
+    let cache = Cachalot::builder().build().unwrap();
+    let db = cache.attach(fx.pool.clone());
+    for sql in [
+        "CREATE TABLE a (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+        "CREATE TABLE b (id BIGINT PRIMARY KEY)",
+        "INSERT INTO a VALUES (1, 10)",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    let read = "SELECT v FROM a WHERE id = 1";
+    let value = || db.query_scalar::<i64>(read).fetch_one();
+    for (n, commits) in [
+        "TRUNCATE TABLE b",
+        "CREATE TABLE c (id INT)",
+        "DROP TABLE c",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = 10 + n as i64;
+        assert_eq!(value().await.unwrap(), before);
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("UPDATE a SET v = v + 1 WHERE id = 1")
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(value().await.unwrap(), before, "not committed yet");
+        // MySQL commits the UPDATE here, before the statement, and nothing undoes it.
+        sqlx::query(commits).execute(&mut tx).await.unwrap();
+        assert_eq!(
+            value().await.unwrap(),
+            before + 1,
+            "{commits} committed the UPDATE"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            value().await.unwrap(),
+            before + 1,
+            "{commits}: the rollback undid nothing"
+        );
+    }
+    // A temporary table's creation commits nothing: the UPDATE stays the transaction's.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE a SET v = 0 WHERE id = 1")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TEMPORARY TABLE scratch (id INT)")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(value().await.unwrap(), 13);
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commit_sent_as_a_statement_invalidates_what_it_commits() {
+    let Some((fx, _cache, db)) = setup_pg().await else {
+        return;
+    };
+    let read = "SELECT v FROM a WHERE id = 1";
+    let value = || db.query_scalar::<i64>(read).fetch_one();
+    assert_eq!(value().await.unwrap(), 10);
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE a SET v = 11 WHERE id = 1")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    // Behind sqlx's back: the server's transaction ends here.
+    sqlx::query("COMMIT").execute(&mut tx).await.unwrap();
+    assert_eq!(value().await.unwrap(), 11, "the COMMIT invalidated a");
+    // The connection now runs each statement on its own: this UPDATE commits as it runs.
+    sqlx::query("UPDATE a SET v = 12 WHERE id = 1")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    assert_eq!(value().await.unwrap(), 12, "so it invalidates as it runs");
+    assert_eq!(tx.query_scalar::<i64>(read).fetch_one().await.unwrap(), 12);
+    drop(tx);
+    assert_eq!(value().await.unwrap(), 12);
+
+    // And a transaction that began again is one again: nothing is seen before its COMMIT.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("COMMIT").execute(&mut tx).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut tx).await.unwrap();
+    sqlx::query("UPDATE a SET v = 13 WHERE id = 1")
+        .execute(&mut tx)
+        .await
+        .unwrap();
+    assert_eq!(value().await.unwrap(), 12);
+    sqlx::query("COMMIT").execute(&mut tx).await.unwrap();
+    assert_eq!(value().await.unwrap(), 13);
+    tx.rollback().await.unwrap();
+    assert_eq!(value().await.unwrap(), 13);
+    fx.cleanup().await;
+}

@@ -114,7 +114,7 @@ pub(crate) enum Routed<DB: Database> {
     Read(Forwarded<DB>, Arc<Analysis>),
     /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty). The
     /// flag is set for schema changes.
-    Write(Forwarded<DB>, WriteSet, bool),
+    Write(Forwarded<DB>, WriteSet, bool, Arc<Analysis>),
     /// The query could not even be taken apart (an argument failed to encode).
     Failed(Error),
 }
@@ -158,11 +158,9 @@ where
                     "cachalot: statement not attributable to tables; every write of it invalidates the whole database"
                 );
             }
-            Routed::Write(
-                forwarded,
-                WriteSet::from_analysis(&analysis),
-                changes_schema(&analysis),
-            )
+            let writes = WriteSet::from_analysis(&analysis);
+            let ddl = changes_schema(&analysis);
+            Routed::Write(forwarded, writes, ddl, analysis)
         }
     }
 
@@ -219,7 +217,7 @@ where
     {
         match self.route_pooled(query) {
             Routed::Read(forwarded, _) => call(&self.pool, forwarded),
-            Routed::Write(forwarded, writes, ddl) => Box::pin(
+            Routed::Write(forwarded, writes, ddl, _) => Box::pin(
                 self.invalidation(writes)
                     .schema_change_if(ddl, &self.shared)
                     .around(call(&self.pool, forwarded)),
@@ -249,12 +247,16 @@ fn changes_schema(analysis: &Analysis) -> bool {
     if analysis.writes_all {
         return true;
     }
-    let temporary_only = !analysis.creates_temporary.is_empty()
+    analysis.kind == StatementKind::Ddl && !creates_temporary_only(analysis)
+}
+
+/// Whether every table `analysis`'s statement writes is one it creates (or drops) temporary.
+pub(crate) fn creates_temporary_only(analysis: &Analysis) -> bool {
+    !analysis.creates_temporary.is_empty()
         && analysis
             .writes
             .iter()
-            .all(|table| analysis.creates_temporary.contains(table));
-    analysis.kind == StatementKind::Ddl && !temporary_only
+            .all(|table| analysis.creates_temporary.contains(table))
 }
 
 fn failed_stream<'e, T: Send + 'e>(error: Error) -> BoxStream<'e, Result<T, Error>> {
@@ -277,7 +279,7 @@ where
     {
         match self.route_pooled(query) {
             Routed::Read(forwarded, _) => self.pool.fetch_many(forwarded),
-            Routed::Write(forwarded, writes, ddl) => self
+            Routed::Write(forwarded, writes, ddl, _) => self
                 .invalidation(writes)
                 .schema_change_if(ddl, &self.shared)
                 .around_stream(self.pool.fetch_many(forwarded)),
@@ -354,7 +356,10 @@ macro_rules! transaction_executor {
                 E: 'q + Execute<'q, $db>,
             {
                 match self.route(query) {
-                    Ok(forwarded) => self.connection().fetch_many(forwarded),
+                    Ok((forwarded, None)) => self.connection().fetch_many(forwarded),
+                    Ok((forwarded, Some(around))) => {
+                        around.around_stream(self.connection().fetch_many(forwarded))
+                    }
                     Err(e) => failed_stream(e),
                 }
             }
@@ -368,7 +373,10 @@ macro_rules! transaction_executor {
                 E: 'q + Execute<'q, $db>,
             {
                 match self.route(query) {
-                    Ok(forwarded) => self.connection().fetch_optional(forwarded),
+                    Ok((forwarded, None)) => self.connection().fetch_optional(forwarded),
+                    Ok((forwarded, Some(around))) => {
+                        Box::pin(around.around(self.connection().fetch_optional(forwarded)))
+                    }
                     Err(e) => Box::pin(std::future::ready(Err(e))),
                 }
             }

@@ -17,7 +17,7 @@ use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments,
 use crate::database::CacheDatabase;
 use crate::pool::CachedPool;
 use crate::row::CacheRow;
-use crate::transaction::{TxState, lock};
+use crate::transaction::{TxState, lock, write_in};
 
 /// Where a cached read runs on a miss.
 pub(crate) enum Target<'a, DB: CacheDatabase> {
@@ -240,8 +240,12 @@ where
                     if !analysis.is_read_only() {
                         let mut writes = WriteSet::from_analysis(&analysis);
                         pool.shared.dependents.last().widen(&mut writes);
-                        lock(state).dirty.merge(&writes);
-                        return fetch().await;
+                        let ddl = analysis.kind == cachalot_core::sql::StatementKind::Ddl;
+                        let around = write_in(pool, &mut lock(state), writes, ddl, &analysis);
+                        return match around {
+                            Some(around) => around.around(fetch()).await,
+                            None => fetch().await,
+                        };
                     }
                     let reads = match pool.decide(&analysis) {
                         Decision::Cache(reads) if !pool.bypass_reads => reads,

@@ -4,12 +4,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cachalot_core::engine::WriteSet;
-use cachalot_core::sql::{Dialect, IsolationLevel, StatementKind, TransactionControl};
+use cachalot_core::sql::{Analysis, Dialect, IsolationLevel, StatementKind, TransactionControl};
 use sqlx::{Acquire, Execute, Executor, SqlSafeStr, Transaction};
 
 use crate::database::CacheDatabase;
 use crate::execute::Forwarded;
-use crate::executor::Routed;
+use crate::executor::{Invalidation, Routed, creates_temporary_only};
 use crate::pool::CachedPool;
 use crate::query_as::{QueryAs, QueryScalar, Target};
 
@@ -25,6 +25,10 @@ use crate::query_as::{QueryAs, QueryScalar, Target};
 ///   when the commit fails. [`rollback`](Self::rollback) or drop invalidates nothing.
 /// - [`begin`](Self::begin) opens a savepoint; tables written inside it stay dirty even if it
 ///   is rolled back (which is merely cautious).
+/// - A `COMMIT`, `ROLLBACK` or `BEGIN` sent as a statement, or on MySQL a statement that
+///   commits implicitly (DDL, `TRUNCATE`), may end the server's transaction: its dirty tables
+///   are invalidated around it, every later write also as it runs, reads bypass the cache,
+///   and the end invalidates the dirty tables even on rollback or drop.
 ///
 /// It deliberately does not dereference to the connection: a statement sent past the wrapper
 /// would not mark its tables dirty.
@@ -50,6 +54,42 @@ pub struct CachedTransaction<'c, DB: CacheDatabase> {
     state: Arc<Mutex<TxState>>,
     /// A savepoint inside an outer transaction: its commit invalidates nothing yet.
     nested: bool,
+    /// The outermost transaction's: invalidates what an untrusted one wrote if it is dropped.
+    _end: Option<EndGuard>,
+}
+
+/// Dropped with the outermost transaction: if it was neither committed nor rolled back through
+/// its methods and had become [untrusted](TxState::untrusted), its dirty tables may hold
+/// committed writes, and are invalidated.
+struct EndGuard {
+    cache: cachalot_core::Cachalot,
+    database: Arc<str>,
+    state: Arc<Mutex<TxState>>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let dirty = {
+            let mut state = lock(&self.state);
+            if state.ended || !state.untrusted || state.dirty.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.dirty)
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "cachalot: a transaction dropped outside a runtime; its writes may stay cached until the TTL"
+            );
+            return;
+        };
+        let (cache, database) = (self.cache.clone(), self.database.clone());
+        handle.spawn(async move {
+            match dirty.is_all() {
+                true => cache.invalidate_all(&database).await,
+                false => cache.invalidate(&database, dirty.table_names()).await,
+            }
+        });
+    }
 }
 
 /// What a transaction (and its savepoints) has done so far.
@@ -64,6 +104,14 @@ pub(crate) struct TxState {
     /// A setting a read may depend on changed (`SET search_path`, `SET ROLE`, `USE`, ...):
     /// the same SQL may now read other tables or return other rows than the cache's.
     pub(crate) session_changed: bool,
+    /// The server's transaction may have ended before [`commit`](CachedTransaction::commit):
+    /// a `COMMIT`, `ROLLBACK` or `BEGIN` sent as a statement, or, on MySQL, a statement that
+    /// commits implicitly (DDL, `TRUNCATE`). Each later write may be committed as it runs, so
+    /// it is invalidated after it runs as well as at the end, which invalidates the dirty
+    /// tables even on rollback.
+    pub(crate) untrusted: bool,
+    /// The outermost transaction was committed or rolled back through its methods.
+    pub(crate) ended: bool,
 }
 
 impl TxState {
@@ -71,6 +119,7 @@ impl TxState {
     /// changed a setting the read may depend on.
     pub(crate) fn touches<'t>(&self, mut tables: impl Iterator<Item = &'t str>) -> bool {
         self.session_changed
+            || self.untrusted
             || self.dirty.is_all()
             || tables.any(|t| self.dirty.table_names().any(|d| d == t))
     }
@@ -101,10 +150,16 @@ where
     for<'a> &'a mut DB::Connection: Executor<'a, Database = DB>,
 {
     pub(crate) fn new(tx: Transaction<'c, DB>, pool: CachedPool<DB>) -> Self {
+        let state: Arc<Mutex<TxState>> = Arc::default();
         CachedTransaction {
             tx,
+            _end: Some(EndGuard {
+                cache: pool.cache.clone(),
+                database: pool.database.clone(),
+                state: state.clone(),
+            }),
             pool,
-            state: Arc::default(),
+            state,
             nested: false,
         }
     }
@@ -122,6 +177,7 @@ where
             pool: self.pool.clone(),
             state: self.state.clone(),
             nested: true,
+            _end: None,
         })
     }
 
@@ -133,6 +189,7 @@ where
         }
         let (dirty, ddl) = {
             let mut state = lock(&self.state);
+            state.ended = true;
             (std::mem::take(&mut state.dirty), state.schema_changed)
         };
         if dirty.is_empty() {
@@ -146,9 +203,27 @@ where
             .await
     }
 
-    /// Rolls back. Nothing is invalidated: nothing was visible to anyone else.
+    /// Rolls back. Nothing is invalidated: nothing was visible to anyone else (unless a
+    /// statement ended the server's transaction early: then the dirty tables are).
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+        if self.nested {
+            return self.tx.rollback().await;
+        }
+        let dirty = {
+            let mut state = lock(&self.state);
+            state.ended = true;
+            match state.untrusted {
+                true => std::mem::take(&mut state.dirty),
+                false => WriteSet::new(),
+            }
+        };
+        if dirty.is_empty() {
+            return self.tx.rollback().await;
+        }
+        self.pool
+            .invalidation_as_is(dirty)
+            .around(self.tx.rollback())
+            .await
     }
 
     /// A read inside the transaction mapping each row to `O`; see the type's documentation
@@ -175,35 +250,97 @@ where
 
     /// Follows a statement sent through the executor: its writes make tables dirty, and
     /// `SET TRANSACTION` changes what may be shared.
+    /// The statement as the transaction runs it, and the invalidation it must run inside, if
+    /// any (see [`TxState::untrusted`]).
     pub(crate) fn route<'q, E: Execute<'q, DB>>(
         &mut self,
         query: E,
-    ) -> Result<Forwarded<DB>, sqlx::Error> {
+    ) -> Result<(Forwarded<DB>, Option<Invalidation>), sqlx::Error> {
         match self.pool.route(query) {
             Routed::Read(forwarded, analysis) => {
+                let mut state = lock(&self.state);
                 if analysis.kind == StatementKind::Session {
-                    lock(&self.state).session_changed = true;
+                    state.session_changed = true;
                 }
-                if let Some(TransactionControl::SetTransaction {
-                    isolation: Some(level),
-                    session: false,
-                }) = analysis.transaction_control()
-                {
-                    note_isolation(&mut lock(&self.state), DB::DIALECT, *level);
-                }
-                Ok(forwarded)
+                let around = match analysis.transaction_control() {
+                    Some(TransactionControl::SetTransaction {
+                        isolation: Some(level),
+                        session: false,
+                    }) => {
+                        note_isolation(&mut state, DB::DIALECT, *level);
+                        None
+                    }
+                    // Sent as a statement: the server's transaction may end here, behind
+                    // sqlx's and this wrapper's back.
+                    Some(
+                        TransactionControl::Commit
+                        | TransactionControl::Rollback
+                        | TransactionControl::Begin(_),
+                    ) => {
+                        state.untrusted = true;
+                        self.commit_point(&state)
+                    }
+                    _ => None,
+                };
+                Ok((forwarded, around))
             }
-            Routed::Write(forwarded, mut writes, ddl) => {
+            Routed::Write(forwarded, mut writes, ddl, analysis) => {
                 // Read at BEGIN; no second connection may be taken here.
                 self.pool.shared.dependents.last().widen(&mut writes);
-                let mut state = lock(&self.state);
-                state.dirty.merge(&writes);
-                state.schema_changed |= ddl;
-                Ok(forwarded)
+                let around = write_in(&self.pool, &mut lock(&self.state), writes, ddl, &analysis);
+                Ok((forwarded, around))
             }
             Routed::Failed(e) => Err(e),
         }
     }
+
+    /// Around a statement that may commit what the transaction wrote: its dirty tables'
+    /// invalidation. They stay dirty, for the invalidation at the end.
+    fn commit_point(&self, state: &TxState) -> Option<Invalidation> {
+        (!state.dirty.is_empty()).then(|| {
+            self.pool
+                .invalidation_as_is(state.dirty.clone())
+                .schema_change_if(state.schema_changed, &self.pool.shared)
+        })
+    }
+}
+
+/// Marks `writes` (widened already) dirty in `state`, and returns the invalidation the write
+/// must run inside, if any: where the write commits as it runs (see [`TxState::untrusted`]),
+/// and around MySQL's statements that commit the transaction before they run.
+pub(crate) fn write_in<DB: CacheDatabase>(
+    pool: &CachedPool<DB>,
+    state: &mut TxState,
+    writes: WriteSet,
+    ddl: bool,
+    analysis: &Analysis,
+) -> Option<Invalidation>
+where
+    for<'a> &'a mut DB::Connection: Executor<'a, Database = DB>,
+{
+    let implicit_commit = DB::DIALECT == Dialect::MySql && commits_implicitly(analysis);
+    state.dirty.merge(&writes);
+    state.schema_changed |= ddl;
+    let around = if implicit_commit {
+        state.untrusted = true;
+        // Everything so far is committed by this statement, which commits itself too.
+        state.dirty.clone()
+    } else if state.untrusted {
+        writes
+    } else {
+        return None;
+    };
+    Some(
+        pool.invalidation_as_is(around)
+            .schema_change_if(ddl, &pool.shared),
+    )
+}
+
+/// MySQL commits the current transaction before a schema change or `TRUNCATE`, and the
+/// statement after it (a temporary table's creation or drop excepted).
+fn commits_implicitly(analysis: &Analysis) -> bool {
+    matches!(analysis.kind, StatementKind::Ddl | StatementKind::Truncate)
+        && !creates_temporary_only(analysis)
 }
 
 /// Records an isolation level the transaction asked for. MySQL applies `SET TRANSACTION` to
