@@ -206,7 +206,12 @@ const WHY_OVERHEAD: &str = "callgrind counts the adapter's miss at about 9,300 i
     memory backend skipped moka's insert altogether (it keeps nothing, so it cannot ship) \
     measured 1.024–1.042× against 1.077–1.095× in the same hour: the insert is about 7 µs of \
     that day's 9–13 µs, and without it the rest is still above 2% of a 120–160 µs read on \
-    this machine. The write is \
+    this machine. Where the client's task wakes weighs more than any step: on 2026-12-04 (an \
+    Intel Xeon machine of the same kind), unpinned runs fell into two modes, the direct read at \
+    100–105 µs with the adapter 8–12 µs slower (1.08–1.12×), or at 135 µs with it 1 µs slower \
+    (1.005×); the same binary under `taskset -c 1` measured 1.022–1.032× in alternating runs, \
+    and with `TOKIO_WORKER_THREADS=1` 1.010–1.029×: most of the cost is the task resuming on a \
+    core whose caches hold none of its data. The write is \
     the analysis, the write set, a lock and a bump in memory: about 3,000 instructions over \
     the pool's own `execute` (`--profile write` against `--profile write-direct`), on an \
     UPDATE that takes PostgreSQL 200–550 µs over the runs; its ratio moves by a percent or two \
