@@ -157,10 +157,22 @@ mod tests {
     }
 
     fn respelled_in(sql: &str, dialect: Dialect) -> String {
-        let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        words(respell(tokens(sql), dialect))
+    }
+
+    /// What the parser would read of `sql` without respelling.
+    fn as_written(sql: &str) -> String {
+        words(tokens(sql))
+    }
+
+    fn tokens(sql: &str) -> Vec<TokenWithSpan> {
+        Tokenizer::new(&GenericDialect {}, sql)
             .tokenize_with_location()
-            .unwrap_or_default();
-        let words: Vec<String> = respell(tokens, dialect)
+            .unwrap_or_default()
+    }
+
+    fn words(tokens: Vec<TokenWithSpan>) -> String {
+        let words: Vec<String> = tokens
             .into_iter()
             .filter(|t| !matches!(t.token, Token::Whitespace(_)))
             .map(|t| t.token.to_string())
@@ -239,15 +251,7 @@ mod tests {
             "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE quick = 1",
             "UPDATE t SET quick = 1",
         ] {
-            let tokens = Tokenizer::new(&GenericDialect {}, sql)
-                .tokenize_with_location()
-                .unwrap_or_default();
-            let plain: Vec<String> = tokens
-                .iter()
-                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-                .map(|t| t.token.to_string())
-                .collect();
-            assert_eq!(respelled_in(sql, Dialect::MySql), plain.join(" "), "{sql}");
+            assert_eq!(respelled_in(sql, Dialect::MySql), as_written(sql), "{sql}");
         }
     }
 
@@ -262,15 +266,7 @@ mod tests {
             "SELECT * FROM x WHERE y IN (TABLE z)",
             "TABLE",
         ] {
-            let tokens = Tokenizer::new(&GenericDialect {}, sql)
-                .tokenize_with_location()
-                .unwrap_or_default();
-            let plain: Vec<String> = tokens
-                .iter()
-                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-                .map(|t| t.token.to_string())
-                .collect();
-            assert_eq!(respelled(sql), plain.join(" "), "{sql}");
+            assert_eq!(respelled(sql), as_written(sql), "{sql}");
         }
     }
 }
