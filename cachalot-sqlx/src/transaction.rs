@@ -22,7 +22,8 @@ use crate::query_as::{QueryAs, QueryScalar, Target};
 ///   statement sees exactly what an autocommit read would; under REPEATABLE READ or
 ///   SERIALIZABLE (MySQL's and SQLite's behaviour) the cache is bypassed.
 /// - [`commit`](Self::commit) locks the dirty tables, commits, then invalidates them, also
-///   when the commit fails. [`rollback`](Self::rollback) or drop invalidates nothing.
+///   when the commit fails. [`rollback`](Self::rollback) or drop invalidates nothing (but see
+///   the last point).
 /// - [`begin`](Self::begin) opens a savepoint; tables written inside it stay dirty even if it
 ///   is rolled back (which is merely cautious).
 /// - A `COMMIT`, `ROLLBACK` or `BEGIN` sent as a statement, or on MySQL a statement that
@@ -249,9 +250,9 @@ where
     }
 
     /// Follows a statement sent through the executor: its writes make tables dirty, and
-    /// `SET TRANSACTION` changes what may be shared.
-    /// The statement as the transaction runs it, and the invalidation it must run inside, if
-    /// any (see [`TxState::untrusted`]).
+    /// `SET TRANSACTION` or a session setting change what may be shared. Returns the
+    /// statement, and the invalidation it must run inside, if any (see
+    /// [`TxState::untrusted`]).
     pub(crate) fn route<'q, E: Execute<'q, DB>>(
         &mut self,
         query: E,
