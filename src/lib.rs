@@ -48,8 +48,8 @@ pub use cachalot_core::signal::Invalidation;
 pub use cachalot_core::stats::{BypassReason, Stats};
 pub use cachalot_core::{BackendError, BuildError, backend, sql};
 pub use cachalot_sqlx::{
-    Attach, CacheDatabase, CacheRow, CachedPool, CachedTransaction, KeyParam, KeySink, QueryAs,
-    QueryScalar,
+    Attach, CacheDatabase, CacheRow, CachedConnection, CachedPool, CachedTransaction, KeyParam,
+    KeySink, QueryAs, QueryScalar,
 };
 
 /// A cached read mapping each row to a type, its SQL checked at compile time.

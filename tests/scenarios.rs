@@ -501,6 +501,53 @@ each_database! {
         assert_eq!(by_time(times[1]).await.unwrap(), None);
     }
 
+    async fn a_connection_taken_from_the_pool_invalidates_and_follows_its_transactions(ctx, cache) {
+        items(&ctx).await;
+        let count = || ctx.db.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one();
+        assert_eq!(count().await.unwrap(), 3);
+        let mut conn = ctx.db.acquire().await.unwrap();
+        // Outside a transaction a write commits as it runs, and invalidates as it runs.
+        sqlx::query(ctx.sql("INSERT INTO items (id, name) VALUES (10, 'net')")).execute(&mut conn).await.unwrap();
+        assert_eq!(count().await.unwrap(), 4);
+        // Its own reads use the cache, as the pool's do.
+        let hits = cache.stats().hits;
+        assert_eq!(conn.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap(), 4);
+        assert_eq!(cache.stats().hits, hits + 1);
+        // A transaction sent as statements: nothing is seen before its COMMIT, all after.
+        let begin = if ctx.is("mysql") { "START TRANSACTION" } else { "BEGIN" };
+        sqlx::query(begin).execute(&mut conn).await.unwrap();
+        sqlx::query("DELETE FROM items WHERE id = 10").execute(&mut conn).await.unwrap();
+        assert_eq!(conn.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap(), 3, "its own write");
+        if !ctx.is("sqlite") {
+            // (SQLite's shared in-memory database locks the table for other connections.)
+            assert_eq!(count().await.unwrap(), 4, "not committed yet");
+        }
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        assert_eq!(count().await.unwrap(), 3, "the COMMIT invalidated items");
+        // Rolled back: nothing changed, and dropped inside one, the server rolls back.
+        sqlx::query(begin).execute(&mut conn).await.unwrap();
+        sqlx::query("DELETE FROM items").execute(&mut conn).await.unwrap();
+        sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+        assert_eq!(count().await.unwrap(), 3);
+        sqlx::query(begin).execute(&mut conn).await.unwrap();
+        sqlx::query("DELETE FROM items").execute(&mut conn).await.unwrap();
+        drop(conn);
+        if !ctx.is("sqlite") {
+            // (SQLite's lock holds until the closing connection is gone.)
+            assert_eq!(count().await.unwrap(), 3, "dropped inside its transaction");
+        }
+        if ctx.is("postgresql") {
+            // A session of its own: its reads bypass the cache from then on.
+            let mut conn = ctx.db.acquire().await.unwrap();
+            sqlx::query("SET search_path TO pg_catalog").execute(&mut conn).await.unwrap();
+            let bypasses = cache.stats().bypasses.get(cachalot::BypassReason::Transaction);
+            let tables = conn.query_scalar::<i64>("SELECT count(*) FROM pg_tables WHERE tablename = 'items'").fetch_one().await.unwrap();
+            assert!(tables >= 1);
+            conn.query_scalar::<i64>("SELECT count(*) FROM items").fetch_one().await.unwrap_err();
+            assert_eq!(cache.stats().bypasses.get(cachalot::BypassReason::Transaction), bypasses + 1);
+        }
+    }
+
     async fn syntax_errors_come_back_unchanged(ctx, cache) {
         items(&ctx).await;
         let cached = ctx.db.query_scalar::<i64>("SELEKT count(*) FROM items").fetch_one().await.unwrap_err();

@@ -262,6 +262,33 @@ async fn mysql_statements_that_commit_implicitly_invalidate_what_they_commit() {
             "{commits}: the rollback undid nothing"
         );
     }
+    // The same through a connection that began its transaction as a statement.
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::query("START TRANSACTION")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE a SET v = v + 1 WHERE id = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value().await.unwrap(), 13, "not committed yet");
+    sqlx::query("TRUNCATE TABLE b")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value().await.unwrap(), 14, "TRUNCATE committed the UPDATE");
+    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+    drop(conn);
+    assert_eq!(
+        value().await.unwrap(),
+        14,
+        "TRUNCATE committed the connection's UPDATE"
+    );
+    sqlx::query("UPDATE a SET v = 13 WHERE id = 1")
+        .execute(&db)
+        .await
+        .unwrap();
     // A temporary table's creation commits nothing: the UPDATE stays the transaction's.
     let mut tx = db.begin().await.unwrap();
     sqlx::query("UPDATE a SET v = 0 WHERE id = 1")

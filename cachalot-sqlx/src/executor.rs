@@ -11,6 +11,7 @@ use futures_core::stream::BoxStream;
 use futures_util::{StreamExt, stream};
 use sqlx::{Database, Describe, Either, Error, Execute, Executor, Pool, SqlStr};
 
+use crate::connection::CachedConnection;
 use crate::database::CacheDatabase;
 use crate::dependents::Dependents;
 use crate::execute::Forwarded;
@@ -335,13 +336,17 @@ where
     }
 }
 
+/// The executor of a wrapper around one connection ([`CachedTransaction`],
+/// [`CachedConnection`](crate::CachedConnection)): each has a `route` that follows the statement
+/// and says what invalidation it runs inside, and a `connection` to run it on.
+///
 /// Implemented per database rather than generically: a generic impl on `&mut` would let the
-/// trait solver try `CachedTransaction` as a connection type and recurse without end
-/// whenever a user's database type is still being inferred.
-macro_rules! transaction_executor {
-    ($feature:literal, $db:ty) => {
+/// trait solver try the wrapper as a connection type and recurse without end whenever a
+/// user's database type is still being inferred.
+macro_rules! wrapper_executor {
+    ($feature:literal, $db:ty, $wrapper:ty) => {
         #[cfg(feature = $feature)]
-        impl<'t> Executor<'t> for &'t mut CachedTransaction<'_, $db> {
+        impl<'t> Executor<'t> for &'t mut $wrapper {
             type Database = $db;
 
             fn fetch_many<'e, 'q: 'e, E>(
@@ -402,9 +407,16 @@ macro_rules! transaction_executor {
     };
 }
 
-transaction_executor!("postgres", sqlx::Postgres);
-transaction_executor!("mysql", sqlx::MySql);
-transaction_executor!("sqlite", sqlx::Sqlite);
+wrapper_executor!(
+    "postgres",
+    sqlx::Postgres,
+    CachedTransaction<'_, sqlx::Postgres>
+);
+wrapper_executor!("mysql", sqlx::MySql, CachedTransaction<'_, sqlx::MySql>);
+wrapper_executor!("sqlite", sqlx::Sqlite, CachedTransaction<'_, sqlx::Sqlite>);
+wrapper_executor!("postgres", sqlx::Postgres, CachedConnection<sqlx::Postgres>);
+wrapper_executor!("mysql", sqlx::MySql, CachedConnection<sqlx::MySql>);
+wrapper_executor!("sqlite", sqlx::Sqlite, CachedConnection<sqlx::Sqlite>);
 
 #[cfg(test)]
 mod tests {

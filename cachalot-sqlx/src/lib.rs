@@ -13,6 +13,7 @@
 
 #[doc(hidden)]
 pub mod cached_fn;
+mod connection;
 mod database;
 mod dependents;
 mod execute;
@@ -23,6 +24,7 @@ mod row;
 mod transaction;
 
 pub use cachalot_core::key::{KeyParam, KeySink};
+pub use connection::CachedConnection;
 pub use database::{CacheDatabase, CatalogDependents};
 pub use pool::{Attach, CachedPool};
 pub use query_as::{QueryAs, QueryScalar};

@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use sqlx::error::BoxDynError;
 use sqlx::{Arguments, Database, Encode, Error, Executor, FromRow, IntoArguments, SqlStr, Type};
 
+use crate::connection::{ConnState, write_on};
 use crate::database::CacheDatabase;
 use crate::pool::CachedPool;
 use crate::row::CacheRow;
@@ -27,6 +28,11 @@ pub(crate) enum Target<'a, DB: CacheDatabase> {
         pool: &'a CachedPool<DB>,
         state: &'a Mutex<TxState>,
     },
+    Connection {
+        connection: &'a mut DB::Connection,
+        pool: &'a CachedPool<DB>,
+        state: &'a Mutex<ConnState>,
+    },
 }
 
 impl<'a, DB: CacheDatabase> Target<'a, DB>
@@ -35,7 +41,9 @@ where
 {
     fn pool(&self) -> &'a CachedPool<DB> {
         match self {
-            Target::Pool(pool) | Target::Transaction { pool, .. } => pool,
+            Target::Pool(pool)
+            | Target::Transaction { pool, .. }
+            | Target::Connection { pool, .. } => pool,
         }
     }
 }
@@ -231,6 +239,41 @@ where
                         fetch().await
                     }
                 }
+            }
+            Target::Connection {
+                connection, state, ..
+            } => {
+                Box::pin(async move {
+                    let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
+                    if !analysis.is_read_only() {
+                        let writes = WriteSet::from_analysis(&analysis);
+                        let ddl = analysis.kind == cachalot_core::sql::StatementKind::Ddl;
+                        let around = {
+                            let mut state = crate::connection::lock(state);
+                            write_on(pool, &mut state, writes, ddl, &analysis)
+                        };
+                        return around.around(fetch()).await;
+                    }
+                    match pool.decide(&analysis) {
+                        Decision::Cache(_) if pool.bypass_reads => {
+                            cache.record_bypass(BypassReason::Disabled);
+                            fetch().await
+                        }
+                        // Inside a transaction it was sent, or in a session of its own.
+                        Decision::Cache(_) if crate::connection::lock(state).bypasses() => {
+                            cache.record_bypass(BypassReason::Transaction);
+                            fetch().await
+                        }
+                        Decision::Cache(reads) => {
+                            cache.read_with(&reads, key, options(), weigh, fetch).await
+                        }
+                        Decision::Bypass(reason) => {
+                            cache.record_bypass(reason);
+                            fetch().await
+                        }
+                    }
+                })
+                .await
             }
             Target::Transaction {
                 connection, state, ..

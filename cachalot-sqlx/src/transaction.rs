@@ -339,7 +339,7 @@ where
 
 /// MySQL commits the current transaction before a schema change or `TRUNCATE`, and the
 /// statement after it (a temporary table's creation or drop excepted).
-fn commits_implicitly(analysis: &Analysis) -> bool {
+pub(crate) fn commits_implicitly(analysis: &Analysis) -> bool {
     matches!(analysis.kind, StatementKind::Ddl | StatementKind::Truncate)
         && !creates_temporary_only(analysis)
 }
