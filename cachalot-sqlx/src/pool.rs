@@ -184,7 +184,8 @@ where
     }
 
     /// The pool underneath. Statements sent to it directly bypass the cache **and do not
-    /// invalidate it**: send writes through the `CachedPool`.
+    /// invalidate it**: send writes through the `CachedPool`, or through a connection from
+    /// [`acquire`](Self::acquire).
     pub fn inner(&self) -> &Pool<DB> {
         &self.pool
     }
