@@ -42,9 +42,9 @@ const MARK_END: u8 = 0x00;
 const MARK_PARAM: u8 = 0x01;
 const MARK_RESULT: u8 = 0x02;
 
-/// Type tags of bound values. Each Rust type that sqlx encodes differently has its own tag.
 mod foreign;
 
+/// Type tags of bound values. Each Rust type that sqlx encodes differently has its own tag.
 mod tag {
     pub const I8: u8 = 0x10;
     pub const I16: u8 = 0x11;

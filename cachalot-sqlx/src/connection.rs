@@ -11,7 +11,7 @@ use sqlx::{Execute, Executor, SqlSafeStr};
 
 use crate::database::CacheDatabase;
 use crate::execute::Forwarded;
-use crate::executor::{Invalidation, Routed};
+use crate::executor::{Invalidation, Routed, written};
 use crate::pool::CachedPool;
 use crate::query_as::{QueryAs, QueryScalar, Target};
 use crate::transaction::commits_implicitly;
@@ -140,8 +140,8 @@ where
                 };
                 Ok((forwarded, around))
             }
-            Routed::Write(forwarded, writes, ddl, analysis) => {
-                let around = write_on(&self.pool, &mut lock(&self.state), writes, ddl, &analysis);
+            Routed::Write(forwarded, analysis) => {
+                let around = write_on(&self.pool, &mut lock(&self.state), &analysis);
                 Ok((forwarded, Some(around)))
             }
             Routed::Failed(e) => Err(e),
@@ -165,13 +165,12 @@ where
 pub(crate) fn write_on<DB: CacheDatabase>(
     pool: &CachedPool<DB>,
     state: &mut ConnState,
-    mut writes: WriteSet,
-    ddl: bool,
     analysis: &cachalot_core::sql::Analysis,
 ) -> Invalidation
 where
     for<'a> &'a mut DB::Connection: Executor<'a, Database = DB>,
 {
+    let (mut writes, ddl) = written(analysis);
     // Read at `acquire`; no second connection may be taken here.
     pool.shared.dependents.last().widen(&mut writes);
     if DB::DIALECT == Dialect::MySql && commits_implicitly(analysis) {

@@ -113,9 +113,9 @@ impl Locked {
 pub(crate) enum Routed<DB: Database> {
     /// Read-only: run as is.
     Read(Forwarded<DB>, Arc<Analysis>),
-    /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty). The
-    /// flag is set for schema changes.
-    Write(Forwarded<DB>, WriteSet, bool, Arc<Analysis>),
+    /// Writes: run inside an invalidation (or, in a transaction, mark the tables dirty); see
+    /// [`written`] for what the statement writes.
+    Write(Forwarded<DB>, Arc<Analysis>),
     /// The query could not even be taken apart (an argument failed to encode).
     Failed(Error),
 }
@@ -159,9 +159,7 @@ where
                     "cachalot: statement not attributable to tables; every write of it invalidates the whole database"
                 );
             }
-            let writes = WriteSet::from_analysis(&analysis);
-            let ddl = changes_schema(&analysis);
-            Routed::Write(forwarded, writes, ddl, analysis)
+            Routed::Write(forwarded, analysis)
         }
     }
 
@@ -218,11 +216,14 @@ where
     {
         match self.route_pooled(query) {
             Routed::Read(forwarded, _) => call(&self.pool, forwarded),
-            Routed::Write(forwarded, writes, ddl, _) => Box::pin(
-                self.invalidation(writes)
-                    .schema_change_if(ddl, &self.shared)
-                    .around(call(&self.pool, forwarded)),
-            ),
+            Routed::Write(forwarded, analysis) => {
+                let (writes, ddl) = written(&analysis);
+                Box::pin(
+                    self.invalidation(writes)
+                        .schema_change_if(ddl, &self.shared)
+                        .around(call(&self.pool, forwarded)),
+                )
+            }
             Routed::Failed(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
@@ -237,6 +238,12 @@ where
             schema_changed: None,
         }
     }
+}
+
+/// What `analysis`'s statement writes, and whether it changes the schema (see
+/// [`changes_schema`]).
+pub(crate) fn written(analysis: &Analysis) -> (WriteSet, bool) {
+    (WriteSet::from_analysis(analysis), changes_schema(analysis))
 }
 
 /// Whether the catalog must be read again after `analysis`'s statement: a schema change may
@@ -280,10 +287,12 @@ where
     {
         match self.route_pooled(query) {
             Routed::Read(forwarded, _) => self.pool.fetch_many(forwarded),
-            Routed::Write(forwarded, writes, ddl, _) => self
-                .invalidation(writes)
-                .schema_change_if(ddl, &self.shared)
-                .around_stream(self.pool.fetch_many(forwarded)),
+            Routed::Write(forwarded, analysis) => {
+                let (writes, ddl) = written(&analysis);
+                self.invalidation(writes)
+                    .schema_change_if(ddl, &self.shared)
+                    .around_stream(self.pool.fetch_many(forwarded))
+            }
             Routed::Failed(e) => failed_stream(e),
         }
     }

@@ -375,8 +375,6 @@ impl<DB: CacheDatabase> CachedPool<DB> {
         self.dependents().await;
     }
 
-    /// Before a read that may be cached: the catalog is read first if it never was, or if a
-    /// schema change went through since (a view it created may call `now()`).
     /// [`Cachalot::decide`] for a read through this pool: a MySQL read of another database's
     /// table is not cached, as its writes invalidate the pools on that database.
     pub(crate) fn decide(&self, analysis: &Arc<Analysis>) -> Decision {
@@ -397,6 +395,8 @@ impl<DB: CacheDatabase> CachedPool<DB> {
         })
     }
 
+    /// Before a read that may be cached: the catalog is read first if it never was, or if a
+    /// schema change went through since (a view it created may call `now()`).
     pub(crate) async fn catalog_for_reads(&self) {
         if self.shared.dependents.must_read_first() {
             Box::pin(self.dependents()).await;

@@ -246,12 +246,7 @@ where
                 Box::pin(async move {
                     let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
                     if !analysis.is_read_only() {
-                        let writes = WriteSet::from_analysis(&analysis);
-                        let ddl = analysis.kind == cachalot_core::sql::StatementKind::Ddl;
-                        let around = {
-                            let mut state = crate::connection::lock(state);
-                            write_on(pool, &mut state, writes, ddl, &analysis)
-                        };
+                        let around = write_on(pool, &mut crate::connection::lock(state), &analysis);
                         return around.around(fetch()).await;
                     }
                     match pool.decide(&analysis) {
@@ -281,10 +276,7 @@ where
                 Box::pin(async move {
                     let fetch = || run::<DB, O, _>(connection, sql, bindings, rows);
                     if !analysis.is_read_only() {
-                        let mut writes = WriteSet::from_analysis(&analysis);
-                        pool.shared.dependents.last().widen(&mut writes);
-                        let ddl = analysis.kind == cachalot_core::sql::StatementKind::Ddl;
-                        let around = write_in(pool, &mut lock(state), writes, ddl, &analysis);
+                        let around = write_in(pool, &mut lock(state), &analysis);
                         return match around {
                             Some(around) => around.around(fetch()).await,
                             None => fetch().await,

@@ -9,7 +9,7 @@ use sqlx::{Acquire, Execute, Executor, SqlSafeStr, Transaction};
 
 use crate::database::CacheDatabase;
 use crate::execute::Forwarded;
-use crate::executor::{Invalidation, Routed, creates_temporary_only};
+use crate::executor::{Invalidation, Routed, creates_temporary_only, written};
 use crate::pool::CachedPool;
 use crate::query_as::{QueryAs, QueryScalar, Target};
 
@@ -285,10 +285,8 @@ where
                 };
                 Ok((forwarded, around))
             }
-            Routed::Write(forwarded, mut writes, ddl, analysis) => {
-                // Read at BEGIN; no second connection may be taken here.
-                self.pool.shared.dependents.last().widen(&mut writes);
-                let around = write_in(&self.pool, &mut lock(&self.state), writes, ddl, &analysis);
+            Routed::Write(forwarded, analysis) => {
+                let around = write_in(&self.pool, &mut lock(&self.state), &analysis);
                 Ok((forwarded, around))
             }
             Routed::Failed(e) => Err(e),
@@ -306,19 +304,21 @@ where
     }
 }
 
-/// Marks `writes` (widened already) dirty in `state`, and returns the invalidation the write
-/// must run inside, if any: where the write commits as it runs (see [`TxState::untrusted`]),
-/// and around MySQL's statements that commit the transaction before they run.
+/// Marks what `analysis`'s statement writes (widened by the catalog) dirty in `state`, and
+/// returns the invalidation the write must run inside, if any: where the write commits as it
+/// runs (see [`TxState::untrusted`]), and around MySQL's statements that commit the
+/// transaction before they run.
 pub(crate) fn write_in<DB: CacheDatabase>(
     pool: &CachedPool<DB>,
     state: &mut TxState,
-    writes: WriteSet,
-    ddl: bool,
     analysis: &Analysis,
 ) -> Option<Invalidation>
 where
     for<'a> &'a mut DB::Connection: Executor<'a, Database = DB>,
 {
+    let (mut writes, ddl) = written(analysis);
+    // Read at BEGIN; no second connection may be taken here.
+    pool.shared.dependents.last().widen(&mut writes);
     let implicit_commit = DB::DIALECT == Dialect::MySql && commits_implicitly(analysis);
     state.dirty.merge(&writes);
     state.schema_changed |= ddl;

@@ -165,13 +165,20 @@ mod time_params {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    any(
+        feature = "uuid",
+        feature = "chrono",
+        feature = "time",
+        feature = "rust_decimal",
+        feature = "json"
+    )
+))]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    #[allow(unused_imports)]
     use crate::key::KeyBuilder;
 
-    #[allow(dead_code)]
     fn key<T: crate::key::KeyParam>(value: &T) -> crate::key::QueryKey {
         KeyBuilder::new("p", "db", "SELECT $1")
             .param(value)
